@@ -168,11 +168,9 @@ class StructureAwareSSM(nn.Module):
         x_dbl = torch.matmul(self.x_proj_weight, u)
         dt_low, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.matmul(self.dt_projs_weight, dt_low)
-        A = -torch.exp(self.A_logs.float())
         y = sasf_core(
-            u, delta, A, B, C, self.Ds.float(), self.dt_projs_bias.float(),
-            self.state_fusion.fusion_kernels().float(), self.state_fusion.alpha.float(), h, w,
-            backend=self.backend,
+            u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias,
+            self.state_fusion.fusion_kernels(), self.state_fusion.alpha, h, w, backend=self.backend,
         )  # fmt: skip
         y = y.view(b, self.d_inner, h, w).permute(0, 2, 3, 1)
         y = self.out_norm(y.to(self.out_norm.weight.dtype)) * self.act(z)

@@ -1,0 +1,44 @@
+"""Shared test fixtures: the official-model conformance data in ../shared/reference."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_ENV = "SPATIAL_RESTORE_REFERENCE"
+
+
+def reference_dir() -> Path:
+    """../shared/reference beside the repo, or $SPATIAL_RESTORE_REFERENCE; absent is an error, not a skip."""
+    path = Path(os.environ.get(REFERENCE_ENV, REPO.parent / "shared" / "reference"))
+    if not (path / "MANIFEST.sha256").is_file():
+        pytest.fail(f"conformance fixtures not found at {path}: put ../shared beside the repo or set {REFERENCE_ENV}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ref() -> Path:
+    return reference_dir()
+
+
+@pytest.fixture(scope="session")
+def load_ref(ref):
+    cache: dict[str, dict] = {}
+
+    def load(name: str) -> dict:
+        if name not in cache:
+            cache[name] = torch.load(ref / name, map_location="cpu", weights_only=True)
+        return cache[name]
+
+    return load
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected| (0/0 counts as 0)."""
+    denom = expected.abs().max().item()
+    diff = (actual.to(expected.dtype) - expected).abs().max().item()
+    return diff / denom if denom > 0 else diff
