@@ -9,6 +9,8 @@ from .spatial_mamba_arch import (
     StructureAwareSSM,
     spatial_mamba,
 )
+from .spatial_mamba_unet_arch import PRESETS as UNET_PRESETS
+from .spatial_mamba_unet_arch import SpatialMambaUNet
 
 __all__ = [
     "VARIANTS",
@@ -16,10 +18,12 @@ __all__ = [
     "SpatialMambaBackbone",
     "SpatialMambaBlock",
     "StructureAwareSSM",
+    "SpatialMambaUNet",
+    "UNET_PRESETS",
     "spatial_mamba",
 ]
 
-for _cls in (SpatialMamba, SpatialMambaBackbone):
+for _cls in (SpatialMamba, SpatialMambaBackbone, SpatialMambaUNet):
     register("ARCH_REGISTRY", _cls)
 
 
