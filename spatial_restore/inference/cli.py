@@ -1,0 +1,112 @@
+"""Command line of ``inference.py``: parse, load the model once, restore every input, report.
+
+Exit codes: 0 every input restored; 1 at least one input failed (each failure printed on one line);
+2 nothing was run (bad options, unusable model, or an output folder that holds inputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .batch import Options, expand_inputs, format_table, lpips_unavailable, mean_metrics, plan_outputs, process
+from .restorer import AUTO_TILE, PRECISIONS, Restorer, pick_device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference.py",
+        description="Restore images with a SpatialMambaUNet model (default: the shipped blind colour denoiser). "
+                    "Each input is written to OUTDIR/<name>.png with its bit depth, grey/colour and alpha kept.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
+                        help="output folder (created; must not be a folder holding inputs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files in OUTDIR (default: refuse)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write per-image results and means as JSON")
+    parser.add_argument("--model", default="default",
+                        help="shipped model name, or a .safetensors/.json path (card beside it), "
+                             "or a basicsr checkpoint .pth (default: %(default)s)")
+    parser.add_argument("--task", help="task to run when the model card offers several")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="default: %(default)s")
+    parser.add_argument("--tile", type=int, default=AUTO_TILE, metavar="N",
+                        help="process images larger than N pixels on a side in NxN tiles; 0 disables "
+                             "(default: %(default)s)")
+    parser.add_argument("--tile-overlap", type=int, default=64, metavar="N",
+                        help="overlap between tiles, blended with linear ramps (default: %(default)s)")
+    parser.add_argument("--gt", type=Path, metavar="PATH",
+                        help="ground truth: a file (one input) or a folder matched by file name without "
+                             "extension; adds PSNR/SSIM (and LPIPS when its weights are present)")
+    parser.add_argument("--add-noise", type=float, metavar="SIGMA",
+                        help="add Gaussian noise of SIGMA (0-255 scale) to each input first; "
+                             "without --gt the clean input is the ground truth")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed, the same for each image (default: %(default)s)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also write OUTDIR/compare/<name>.png: input | output | ground truth")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="average over the 8 flips/rotations (8x slower, usually a little better)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.tile < 0 or args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
+        parser.error("need --tile >= 0 and 0 <= --tile-overlap < --tile")
+    if args.add_noise is not None and args.add_noise < 0:
+        parser.error("--add-noise must be >= 0")
+    if args.gt is not None and not args.gt.exists():
+        parser.error(f"--gt {args.gt}: no such file or folder")
+    if args.json is not None and args.json.exists() and not args.overwrite:
+        parser.error(f"--json {args.json} exists (pass --overwrite to replace it)")
+
+    def log(message: str) -> None:
+        tqdm.write(message, file=sys.stderr)
+
+    import cv2
+
+    from ..weights import load_model
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # errors only: unreadable files get our own one-line message instead of codec warnings
+    jobs = expand_inputs(args.inputs, log)
+    try:
+        device = pick_device(args.device)
+        model, card = load_model(args.model, args.task)
+        options = Options(gt=args.gt, add_noise=args.add_noise, seed=args.seed, compare=args.compare,
+                          overwrite=args.overwrite, stride=card.stride)
+        plan_outputs(jobs, args.output, options)
+    except Exception as err:  # any setup failure (model, device, output folder) ends here, in one line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    restorer = Restorer(model, device, args.precision, args.tile or None, args.tile_overlap, args.self_ensemble,
+                        card.stride, card.in_channels)
+    if args.gt is not None or args.add_noise:
+        reason = lpips_unavailable()
+        if reason:
+            options.lpips = False
+            log(f"note: LPIPS skipped for all images: {reason}")
+    log(f"model: {card.arch} ({card.preset or 'custom'}), task {card.task}, on {device} in {args.precision}")
+    records = []
+    for job in tqdm(jobs, desc="restoring", unit="img", file=sys.stderr, disable=None):
+        record = process(job, restorer, options, single=len(jobs) == 1, log=log)
+        if record["status"] != "ok":
+            log(f"error: {job.source}: {record['message']}")
+        records.append(record)
+    means = mean_metrics(records)
+    failed = sum(r["status"] != "ok" for r in records)
+    if any(r.get("psnr") is not None for r in records):
+        print(format_table(records, means))
+    print(f"{len(records) - failed} of {len(records)} image(s) restored into {args.output}"
+          + (f"; {failed} failed" if failed else ""))
+    if args.json:
+        report = {"model": card.summary(), "settings": {k: str(v) if isinstance(v, Path) else v
+                                                        for k, v in vars(args).items()},
+                  "device": str(device), "images": records, "mean": means, "failed": failed}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 1 if failed else 0

@@ -1,0 +1,87 @@
+"""Apply any image-to-image network to a whole float image: device, precision, tiles, self-ensemble.
+
+The network contract is minimal: (N, C, H, W) float in [0, 1] in, same shape out (it pads internally
+to its stride, as SpatialMambaUNet does). What a network cannot take is handled here: images smaller
+than its stride are edge-padded first (reflection padding needs more pixels than it pads), images
+larger than ``tile`` go through overlapping tiles, and a 1-channel network gets colour channel-wise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .tiling import tiled_forward
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTO_TILE = 1024  # default tile size; images no larger than this in both sides run whole
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' is CUDA when available, else CPU; an explicit 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU")
+    return device
+
+
+def _transform(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 dihedral transforms (k % 4 quarter turns, then a flip for k >= 4)."""
+    x = torch.rot90(x, k % 4, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if k >= 4 else x
+
+
+def _inverse(x: torch.Tensor, k: int) -> torch.Tensor:
+    x = torch.flip(x, dims=(3,)) if k >= 4 else x
+    return torch.rot90(x, -(k % 4), dims=(2, 3))
+
+
+@dataclass
+class Restorer:
+    """A network with the settings to run it; call it on an HxWx3 float32 image in [0, 1]."""
+
+    model: nn.Module
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"
+    tile: int | None = AUTO_TILE  # None or 0: never tile
+    tile_overlap: int = 64
+    self_ensemble: bool = False
+    stride: int = 8  # the network's size multiple; smaller images are edge-padded up to it
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        self.model = self.model.to(self.device).eval()
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward pass on a device tensor, in the chosen precision, returned as float32."""
+        dtype = PRECISIONS[self.precision]
+        if self.in_channels == 1 and x.shape[1] == 3:
+            return torch.cat([self._net(x[:, c:c + 1]) for c in range(3)], dim=1)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return self.model(x).float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.self_ensemble:
+            return self._net(x)
+        return sum(_inverse(self._net(_transform(x, k)), k) for k in range(8)) / 8
+
+    @torch.inference_mode()
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        pad_h, pad_w = max(0, self.stride - height), max(0, self.stride - width)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.tile and max(x.shape[2:]) > self.tile:
+            y = tiled_forward(self._forward, x, self.tile, self.tile_overlap, self.device)
+        else:
+            y = self._forward(x.to(self.device)).cpu()
+        return y[0, :, :height, :width].permute(1, 2, 0).numpy()
