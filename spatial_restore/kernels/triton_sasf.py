@@ -1,0 +1,498 @@
+"""Triton forward and backward kernels of the SASF core op (scan + structure-aware fusion + readout).
+
+Split (docs/kernels.md counts the HBM bytes of each):
+  forward   scan   u, delta, B -> h (fp32 states)       [chunked over L when (b, d) is too small]
+            fuse   h, u, C -> y = (sum_r a_r K_r * h) C + D u   (25-tap clamped stencil + readout)
+  backward  scan   recompute h (cheaper than keeping it alive between forward and backward)
+            border per plane: the extra adjoint terms of the clamped borders (O(H + W) numbers)
+            fuse   dy, C, h -> dh (adjoint stencil), dC, the 25 per-channel tap sums for dK / dalpha
+            rscan  reverse scan of dh -> du, ddelta, dB, dA, ddt_bias, dDskip
+The state is always fp32; inputs may be fp32, fp16 or bf16 and are upcast on load. Per-channel and
+per-position reductions are written as partial sums per program and finished by torch (no atomics:
+deterministic and free of contention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+NUM_TAPS = 32  # 27 (dilation, tap) sums padded to a power of two
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """Tile sizes. Powers of two; tests shrink them so tiny shapes still cross blocks and chunks."""
+
+    scan_rows: int = 16  # channels per scan tile
+    scan_block: int = 256  # sequence positions per scan tile (one associative scan)
+    chunk_len: int | None = None  # positions per parallel scan chunk; None: enough chunks to fill the GPU
+    fuse_block: int = 1024  # positions per stencil program
+    num_warps: int = 4
+
+
+DEFAULT_CONFIG = TritonConfig()
+
+
+@triton.jit
+def _softplus(v):
+    """softplus with the kernels' threshold 20; log1p via Goldberg's correction keeps tiny values exact."""
+    e = tl.exp(tl.minimum(v, 20.0))
+    w = 1.0 + e
+    lp = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
+    return tl.where(v > 20.0, v, lp)
+
+
+@triton.jit
+def _affine(a1, x1, a2, x2):
+    """Compose h -> a1 h + x1, then h -> a2 h + x2 (the scan's associative operator)."""
+    return a1 * a2, a2 * x1 + x2
+
+
+@triton.jit
+def _last(x, BL: tl.constexpr):
+    """Last column of a (rows, BL) tile: the state leaving the tile."""
+    cols = tl.arange(0, BL)
+    return tl.sum(tl.where(cols[None, :] == BL - 1, x, 0.0), axis=1)
+
+
+@triton.jit
+def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, summ_ptr,
+                     D, L, n_chunks, blocks_per_chunk,
+                     BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr):
+    """h_t = exp(dt A) h_{t-1} + dt B u over one chunk, one tile of BL positions at a time.
+
+    SUMMARY: write only (decay product, end state from h = 0) of the chunk, for the carry pass.
+    Otherwise start from the chunk's carried-in state and write h.
+    """
+    pid_d, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d = pid_d * BD + tl.arange(0, BD)
+    dmask = d < D
+    A = tl.load(A_ptr + d, mask=dmask, other=0.0)
+    bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+    row = (b * D + d).to(tl.int64)
+    if HAS_CARRY:
+        state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
+    else:
+        state = tl.zeros([BD], dtype=tl.float32)
+    decay = tl.full([BD], 1.0, dtype=tl.float32)
+    for i in range(blocks_per_chunk):
+        t = (chunk * blocks_per_chunk + i) * BL + tl.arange(0, BL)
+        tmask = t < L
+        m = dmask[:, None] & tmask[None, :]
+        offs = row[:, None] * L + t[None, :]
+        u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
+        Bt = tl.load(B_ptr + b.to(tl.int64) * L + t, mask=tmask, other=0.0).to(tl.float32)
+        dt = _softplus(v)
+        a = tl.where(m, tl.exp(dt * A[:, None]), 1.0)  # padding keeps the state unchanged
+        ca, cx = tl.associative_scan((a, dt * Bt[None, :] * u), 1, _affine)
+        h = cx + ca * state[:, None]
+        state = _last(h, BL)
+        if SUMMARY:
+            decay = decay * _last(ca, BL)
+        else:
+            tl.store(h_ptr + offs, h, mask=m)
+    if SUMMARY:
+        base = (row * n_chunks + chunk) * 2
+        tl.store(summ_ptr + base, decay, mask=dmask)
+        tl.store(summ_ptr + base + 1, state, mask=dmask)
+
+
+@triton.jit
+def _carry_kernel(summ_ptr, carry_ptr, n_rows, n_chunks, BR: tl.constexpr, REVERSE: tl.constexpr):
+    """Sequential pass over chunk summaries: the state entering each chunk (from the right if REVERSE)."""
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    rmask = r < n_rows
+    r64 = r.to(tl.int64)
+    s = tl.zeros([BR], dtype=tl.float32)
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i if REVERSE else i
+        idx = r64 * n_chunks + c
+        tl.store(carry_ptr + idx, s, mask=rmask)
+        dec = tl.load(summ_ptr + idx * 2, mask=rmask, other=1.0)
+        end = tl.load(summ_ptr + idx * 2 + 1, mask=rmask, other=0.0)
+        s = dec * s + end
+
+
+@triton.jit
+def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H, W,
+                     BLOCK: tl.constexpr):
+    """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders."""
+    pid_l, d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    L = H * W
+    l = pid_l * BLOCK + tl.arange(0, BLOCK)
+    m = l < L
+    r = l // W
+    c = l % W
+    base = (b * D + d).to(tl.int64) * L
+    hp = tl.zeros([BLOCK], dtype=tl.float32)
+    wc = 0.0
+    for k in tl.static_range(3):
+        dil = 2 * k + 1
+        alpha = tl.load(alpha_ptr + k)
+        for ki in tl.static_range(3):
+            rr = tl.minimum(tl.maximum(r + (ki - 1) * dil, 0), H - 1) * W
+            for kj in tl.static_range(3):
+                w = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + kj)
+                if ki * 3 + kj == 4:  # the centre tap is shared by all three dilations
+                    wc += w
+                else:
+                    cc = tl.minimum(tl.maximum(c + (kj - 1) * dil, 0), W - 1)
+                    hp += w * tl.load(h_ptr + base + rr + cc, mask=m, other=0.0)
+    hp += wc * tl.load(h_ptr + base + l, mask=m, other=0.0)
+    u = tl.load(u_ptr + base + l, mask=m, other=0.0).to(tl.float32)
+    C = tl.load(C_ptr + b.to(tl.int64) * L + l, mask=m, other=0.0).to(tl.float32)
+    tl.store(y_ptr + base + l, hp * C + tl.load(Ds_ptr + d) * u, mask=m)
+
+
+@triton.jit
+def _g(dy_ptr, C_ptr, base, cbase, i, j, mask, W):
+    """g = dy * C at (i, j): the gradient reaching the fused states."""
+    off = i * W + j
+    dy = tl.load(dy_ptr + base + off, mask=mask, other=0.0)
+    return dy * tl.load(C_ptr + cbase + off, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLOCK: tl.constexpr):
+    """Adjoint terms that clamping adds on the image border, per (b, d) plane.
+
+    A clamped tap at offset o sends the output positions whose index i + o left [0, N) to the edge
+    index; its adjoint sums them back there. Writes [top(W), bottom(W), left(H), right(H)], corner
+    terms folded into the first/last entries of top and bottom; the fuse kernel adds them.
+    """
+    d, b = tl.program_id(0), tl.program_id(1)
+    L = H * W
+    base = (b * D + d).to(tl.int64) * L
+    cbase = b.to(tl.int64) * L
+    out = border_ptr + (b * D + d).to(tl.int64) * (2 * W + 2 * H)
+    e8 = tl.arange(0, 8)
+    tl_c = 0.0
+    tr_c = 0.0
+    bl_c = 0.0
+    br_c = 0.0
+    for ci in tl.static_range(4):  # corners: rectangles of the first/last dil rows x cols
+        rows = (H - 1 - e8) if ci >= 2 else e8
+        cols = (W - 1 - e8) if ci % 2 == 1 else e8
+        mk = (e8 < H)[:, None] & (e8 < W)[None, :]
+        g = _g(dy_ptr, C_ptr, base, cbase, rows[:, None], cols[None, :], mk, W)
+        acc = 0.0
+        for k in tl.static_range(3):
+            dil = 2 * k + 1
+            tap = (2 if ci >= 2 else 0) * 3 + (2 if ci % 2 == 1 else 0)
+            w = tl.load(alpha_ptr + k) * tl.load(K_ptr + (k * D + d) * 9 + tap)
+            acc += w * tl.sum(tl.where((e8 < dil)[:, None] & (e8 < dil)[None, :], g, 0.0))
+        if ci == 0:
+            tl_c = acc
+        elif ci == 1:
+            tr_c = acc
+        elif ci == 2:
+            bl_c = acc
+        else:
+            br_c = acc
+    for q0 in range(0, W, BLOCK):  # top and bottom rows: taps with row offset -dil / +dil
+        q = q0 + tl.arange(0, BLOCK)
+        qm = q < W
+        top = tl.zeros([BLOCK], dtype=tl.float32)
+        bot = tl.zeros([BLOCK], dtype=tl.float32)
+        for k in tl.static_range(3):
+            dil = 2 * k + 1
+            alpha = tl.load(alpha_ptr + k)
+            for kj in tl.static_range(3):
+                j = q - (kj - 1) * dil
+                jm = qm & (j >= 0) & (j < W)
+                wt = alpha * tl.load(K_ptr + (k * D + d) * 9 + kj)
+                wb = alpha * tl.load(K_ptr + (k * D + d) * 9 + 6 + kj)
+                for a in tl.static_range(dil):
+                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W)
+                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W)
+        top += tl.where(q == 0, tl_c, 0.0) + tl.where(q == W - 1, tr_c, 0.0)
+        bot += tl.where(q == 0, bl_c, 0.0) + tl.where(q == W - 1, br_c, 0.0)
+        tl.store(out + q, top, mask=qm)
+        tl.store(out + W + q, bot, mask=qm)
+    for p0 in range(0, H, BLOCK):  # left and right columns: taps with column offset -dil / +dil
+        p = p0 + tl.arange(0, BLOCK)
+        pm = p < H
+        left = tl.zeros([BLOCK], dtype=tl.float32)
+        right = tl.zeros([BLOCK], dtype=tl.float32)
+        for k in tl.static_range(3):
+            dil = 2 * k + 1
+            alpha = tl.load(alpha_ptr + k)
+            for ki in tl.static_range(3):
+                i = p - (ki - 1) * dil
+                im = pm & (i >= 0) & (i < H)
+                wl = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3)
+                wr = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + 2)
+                for a in tl.static_range(dil):
+                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W)
+                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W)
+        tl.store(out + 2 * W + p, left, mask=pm)
+        tl.store(out + 2 * W + H + p, right, mask=pm)
+
+
+@triton.jit
+def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
+                     D, H, W, d_per_group, n_groups,
+                     BLOCK: tl.constexpr, NT: tl.constexpr):
+    """Adjoint of fusion + readout over a block of positions, looping over a group of channels.
+
+    dh = K^T (dy C) (zero outside the image, plus the border terms); dC accumulates h' dy over the
+    group's channels in registers; S[d, 9k + tap] = sum_l g(l) h(l + offset) gives dK and dalpha.
+    """
+    pid_l, grp, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_lblk = tl.num_programs(0)
+    L = H * W
+    l = pid_l * BLOCK + tl.arange(0, BLOCK)
+    m = l < L
+    r = l // W
+    c = l % W
+    cbase = b.to(tl.int64) * L
+    Cc = tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)
+    taps = tl.arange(0, NT)
+    dC = tl.zeros([BLOCK], dtype=tl.float32)
+    for dd in range(d_per_group):
+        d = grp * d_per_group + dd
+        base = (b * D + d).to(tl.int64) * L
+        dyc = tl.load(dy_ptr + base + l, mask=m, other=0.0)
+        g = dyc * Cc
+        hc = tl.load(h_ptr + base + l, mask=m, other=0.0)
+        s_c = tl.sum(g * hc)
+        svec = tl.zeros([NT], dtype=tl.float32)
+        hp = tl.zeros([BLOCK], dtype=tl.float32)
+        dh = tl.zeros([BLOCK], dtype=tl.float32)
+        wc = 0.0
+        for k in tl.static_range(3):
+            dil = 2 * k + 1
+            alpha = tl.load(alpha_ptr + k)
+            for ki in tl.static_range(3):
+                oi = (ki - 1) * dil
+                rr = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W
+                ra = r - oi
+                for kj in tl.static_range(3):
+                    oj = (kj - 1) * dil
+                    w = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + kj)
+                    if ki * 3 + kj == 4:
+                        wc += w
+                        svec = tl.where(taps == 9 * k + 4, s_c, svec)
+                    else:
+                        hv = tl.load(h_ptr + base + rr + tl.minimum(tl.maximum(c + oj, 0), W - 1),
+                                     mask=m, other=0.0)
+                        hp += w * hv
+                        svec = tl.where(taps == 9 * k + ki * 3 + kj, tl.sum(g * hv), svec)
+                        ca = c - oj
+                        am = m & (ra >= 0) & (ra < H) & (ca >= 0) & (ca < W)
+                        dh += w * _g(dy_ptr, C_ptr, base, cbase, ra, ca, am, W)
+        hp += wc * hc
+        dh += wc * g
+        bb = border_ptr + (b * D + d).to(tl.int64) * (2 * W + 2 * H)
+        dh += tl.load(bb + c, mask=m & (r == 0), other=0.0)
+        dh += tl.load(bb + W + c, mask=m & (r == H - 1), other=0.0)
+        dh += tl.load(bb + 2 * W + r, mask=m & (c == 0), other=0.0)
+        dh += tl.load(bb + 2 * W + H + r, mask=m & (c == W - 1), other=0.0)
+        tl.store(dh_ptr + base + l, dh, mask=m)
+        dC += hp * dyc
+        tl.store(S_ptr + ((b * n_lblk + pid_l).to(tl.int64) * D + d) * NT + taps, svec)
+    tl.store(dC_ptr + (b * n_groups + grp).to(tl.int64) * L + l, dC, mask=m)
+
+
+@triton.jit
+def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_ptr, dy_ptr,
+                     du_ptr, ddl_ptr, dB_ptr, red_ptr, carry_ptr, summ_ptr,
+                     D, L, n_chunks, blocks_per_chunk,
+                     BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr):
+    """Reverse scan gh_t = dh_t + exp(dt_{t+1} A) gh_{t+1}, then every scan gradient from gh.
+
+    Tiles are loaded in descending t, so a forward associative scan runs backwards in time. Uses
+    a_t h_{t-1} = h_t - dt_t B_t u_t, so only h_t (not h_{t-1}) is read. SUMMARY as in the forward.
+    """
+    pid_d, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_dblk = tl.num_programs(0)
+    d = pid_d * BD + tl.arange(0, BD)
+    dmask = d < D
+    A = tl.load(A_ptr + d, mask=dmask, other=0.0)
+    bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+    Ds = tl.load(Ds_ptr + d, mask=dmask, other=0.0)
+    row = (b * D + d).to(tl.int64)
+    if HAS_CARRY:
+        state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
+    else:
+        state = tl.zeros([BD], dtype=tl.float32)
+    decay = tl.full([BD], 1.0, dtype=tl.float32)
+    dA = tl.zeros([BD], dtype=tl.float32)
+    dbias = tl.zeros([BD], dtype=tl.float32)
+    dD = tl.zeros([BD], dtype=tl.float32)
+    for i in range(blocks_per_chunk):
+        t = ((chunk + 1) * blocks_per_chunk - i) * BL - 1 - tl.arange(0, BL)
+        tmask = t < L
+        m = dmask[:, None] & tmask[None, :]
+        offs = row[:, None] * L + t[None, :]
+        m1 = dmask[:, None] & (t + 1 < L)[None, :]
+        v1 = tl.load(dl_ptr + offs + 1, mask=m1, other=0.0).to(tl.float32) + bias[:, None]
+        a1 = tl.where(m1, tl.exp(_softplus(v1) * A[:, None]), 1.0)
+        ca, cg = tl.associative_scan((a1, tl.load(dh_ptr + offs, mask=m, other=0.0)), 1, _affine)
+        gh = cg + ca * state[:, None]
+        state = _last(gh, BL)
+        if SUMMARY:
+            decay = decay * _last(ca, BL)
+        else:
+            u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
+            Bt = tl.load(B_ptr + b.to(tl.int64) * L + t, mask=tmask, other=0.0).to(tl.float32)
+            h = tl.load(h_ptr + offs, mask=m, other=0.0)
+            dy = tl.load(dy_ptr + offs, mask=m, other=0.0)
+            dt = _softplus(v)
+            gdt = gh * dt
+            prev = h - dt * Bt[None, :] * u  # = exp(dt A) h_{t-1}
+            ddt = gh * Bt[None, :] * u + A[:, None] * gh * prev
+            sig = tl.where(v > 20.0, 1.0, 1.0 / (1.0 + tl.exp(-v)))
+            ddl = tl.where(m, ddt * sig, 0.0)
+            tl.store(du_ptr + offs, (Ds[:, None] * dy + gdt * Bt[None, :]).to(du_ptr.dtype.element_ty), mask=m)
+            tl.store(ddl_ptr + offs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
+            tl.store(dB_ptr + (b * n_dblk + pid_d).to(tl.int64) * L + t, tl.sum(gdt * u, axis=0), mask=tmask)
+            dA += tl.sum(tl.where(m, gdt * prev, 0.0), axis=1)
+            dbias += tl.sum(ddl, axis=1)
+            dD += tl.sum(u * dy, axis=1)
+    if SUMMARY:
+        base = (row * n_chunks + chunk) * 2
+        tl.store(summ_ptr + base, decay, mask=dmask)
+        tl.store(summ_ptr + base + 1, state, mask=dmask)
+    else:
+        red = red_ptr + ((b * n_chunks + chunk) * 3).to(tl.int64) * D + d
+        tl.store(red, dA, mask=dmask)
+        tl.store(red + D, dbias, mask=dmask)
+        tl.store(red + 2 * D, dD, mask=dmask)
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+def _chunking(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> tuple[int, int]:
+    """(n_chunks, blocks per chunk): split L only as far as needed to give every SM a few programs."""
+    n_blocks = triton.cdiv(length, cfg.scan_block)
+    if cfg.chunk_len is not None:
+        per = max(1, cfg.chunk_len // cfg.scan_block)
+    else:
+        programs = b * triton.cdiv(d, cfg.scan_rows)
+        per = triton.cdiv(n_blocks, min(n_blocks, triton.cdiv(8 * _sm_count(device), programs)))
+    return triton.cdiv(n_blocks, per), per
+
+
+def _channel_groups(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> int:
+    """Largest divisor of d that keeps the backward fuse grid near 8 programs per SM."""
+    want = triton.cdiv(8 * _sm_count(device), b * triton.cdiv(length, cfg.fuse_block))
+    return max(g for g in range(1, d + 1) if d % g == 0 and g <= max(1, want))
+
+
+def _scan_states(u, delta, B, A, dt_bias, cfg: TritonConfig) -> torch.Tensor:
+    """All fp32 states h (b, d, L): per-chunk summaries, carries, then the chunked scan."""
+    b, d, length = u.shape
+    n_chunks, per = _chunking(b, d, length, u.device, cfg)
+    grid = (triton.cdiv(d, cfg.scan_rows), n_chunks, b)
+    h = torch.empty(b, d, length, device=u.device, dtype=torch.float32)
+    carry = h
+    if n_chunks > 1:
+        summ = torch.empty(b, d, n_chunks, 2, device=u.device, dtype=torch.float32)
+        _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, h, summ, d, length, n_chunks, per,
+                               BD=cfg.scan_rows, BL=cfg.scan_block, SUMMARY=True, HAS_CARRY=False,
+                               num_warps=cfg.num_warps)
+        carry = torch.empty(b, d, n_chunks, device=u.device, dtype=torch.float32)
+        _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, n_chunks, BR=128, REVERSE=False)
+    _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, carry, h, d, length, n_chunks, per,
+                           BD=cfg.scan_rows, BL=cfg.scan_block, SUMMARY=False, HAS_CARRY=n_chunks > 1,
+                           num_warps=cfg.num_warps)
+    return h
+
+
+class _SASFCore(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, cfg):
+        b, d, length = u.shape
+        h = _scan_states(u, delta, B, A, dt_bias, cfg)
+        y = torch.empty_like(h)
+        grid = (triton.cdiv(length, cfg.fuse_block), d, b)
+        _fwd_fuse_kernel[grid](h, u, C, Dskip, K, alpha, y, d, height, width,
+                               BLOCK=cfg.fuse_block, num_warps=cfg.num_warps)
+        ctx.save_for_backward(u, delta, A, B, C, Dskip, dt_bias, K, alpha)
+        ctx.shape, ctx.cfg = (height, width), cfg
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        u, delta, A, B, C, Dskip, dt_bias, K, alpha = ctx.saved_tensors
+        (height, width), cfg = ctx.shape, ctx.cfg
+        b, d, length = u.shape
+        dev, f32 = u.device, torch.float32
+        dy = dy.contiguous().to(f32)
+        h = _scan_states(u, delta, B, A, dt_bias, cfg)
+
+        border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
+        _bwd_border_kernel[(d, b)](dy, C, K, alpha, border, d, height, width,
+                                   BLOCK=min(cfg.fuse_block, 256), num_warps=cfg.num_warps)
+        n_groups = _channel_groups(b, d, length, dev, cfg)
+        n_lblk = triton.cdiv(length, cfg.fuse_block)
+        dh = torch.empty_like(h)
+        dC = torch.empty(b, n_groups, length, device=dev, dtype=f32)
+        S = torch.empty(b, n_lblk, d, NUM_TAPS, device=dev, dtype=f32)
+        _bwd_fuse_kernel[(n_lblk, n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S,
+                                                d, height, width, d // n_groups, n_groups,
+                                                BLOCK=cfg.fuse_block, NT=NUM_TAPS, num_warps=cfg.num_warps)
+
+        n_chunks, per = _chunking(b, d, length, dev, cfg)
+        n_dblk = triton.cdiv(d, cfg.scan_rows)
+        grid = (n_dblk, n_chunks, b)
+        # Each program reads dh / h at exactly the positions it then writes: fp32 grads reuse them.
+        du = dh if u.dtype == f32 else torch.empty_like(u)
+        ddelta = h if delta.dtype == f32 else torch.empty_like(delta)
+        dB = torch.empty(b, n_dblk, length, device=dev, dtype=f32)
+        red = torch.empty(b, n_chunks, 3, d, device=dev, dtype=f32)
+        carry = h
+        args = (u, delta, B, A, dt_bias, Dskip, h, dh, dy, du, ddelta, dB, red)
+        if n_chunks > 1:
+            summ = torch.empty(b, d, n_chunks, 2, device=dev, dtype=f32)
+            _bwd_scan_kernel[grid](*args, h, summ, d, length, n_chunks, per, BD=cfg.scan_rows,
+                                   BL=cfg.scan_block, SUMMARY=True, HAS_CARRY=False, num_warps=cfg.num_warps)
+            carry = torch.empty(b, d, n_chunks, device=dev, dtype=f32)
+            _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, n_chunks, BR=128, REVERSE=True)
+        _bwd_scan_kernel[grid](*args, carry, h, d, length, n_chunks, per, BD=cfg.scan_rows,
+                               BL=cfg.scan_block, SUMMARY=False, HAS_CARRY=n_chunks > 1, num_warps=cfg.num_warps)
+
+        S = S.sum((0, 1))[:, :27].view(d, 3, 9).transpose(0, 1)  # (3, d, 9)
+        red = red.sum((0, 1))
+        grads = (
+            du,
+            ddelta,
+            red[0].view(d, 1),
+            dB.sum(1, keepdim=True),
+            dC.sum(1, keepdim=True),
+            red[2],
+            red[1],
+            (alpha[:, None, None] * S).reshape(3, d, 3, 3),
+            (K.view(3, d, 9) * S).sum((1, 2)),
+        )
+        return (*grads, None, None, None)
+
+
+def sasf_core_triton(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width, *,
+                     config: TritonConfig | None = None) -> torch.Tensor:
+    """Triton SASF core op; same arguments and result as ``spatial_restore.kernels.sasf_core``."""
+    cfg = config or DEFAULT_CONFIG
+    for name, x in (("u", u), ("delta", delta), ("B", B), ("C", C)):
+        if x.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"triton SASF core supports float32/float16/bfloat16 {name}, got {x.dtype}; "
+                            "use backend='reference' for other dtypes")
+    b, d, length = u.shape
+    if length != height * width:
+        raise ValueError(f"sequence length {length} != height*width = {height}*{width}")
+    params = [p.to(torch.float32) for p in (A, Dskip, dt_bias, fusion_kernels, alpha)]
+    A32, D32, bias32, K32, alpha32 = (p.contiguous() for p in params)
+    return _SASFCore.apply(u.contiguous(), delta.contiguous(), A32.view(d, 1), B.contiguous(), C.contiguous(),
+                           D32.view(d), bias32.view(d), K32.view(3, d, 3, 3), alpha32.view(3),
+                           height, width, cfg)
