@@ -1,0 +1,175 @@
+"""Restoration datasets for basicsr's DATASET_REGISTRY: on-the-fly Gaussian noise, and paired folders.
+
+Both return basicsr's sample dict: ``lq`` and ``gt`` as float32 CHW tensors in [0, 1] (RGB, or one
+grey channel), plus ``lq_path`` and ``gt_path``. Training samples are random crops with random
+flips/90-degree rotations; validation samples are whole images.
+
+Randomness comes from torch's generator (reseeded by the DataLoader every epoch and per worker), not
+from numpy's global state, which basicsr reseeds identically at every epoch's worker start.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name; a missing or empty folder is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return paths
+
+
+def read_image(path: Path, channels: int) -> np.ndarray:
+    """HWC float32 in [0, 1]: RGB for channels=3, grey (H, W, 1) for channels=1."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    img = cv2.imread(str(path), flag)
+    if img is None:
+        raise OSError(f"cannot read image {path}")
+    img = img[..., None] if channels == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img.astype(np.float32) / 255.0
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def sample_rng() -> np.random.Generator:
+    """A numpy generator drawn from torch's RNG, so each epoch and each worker gets fresh randomness."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, ())))
+
+
+def random_crop_augment(imgs: Sequence[np.ndarray], size: int, flip: bool, rotate: bool, rng: np.random.Generator,
+                        name: str = "") -> list[np.ndarray]:
+    """The same random ``size``-square crop, horizontal flip and 90-degree rotation applied to every image."""
+    h, w = imgs[0].shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"image {name} is {h}x{w}, smaller than the training crop {size}: remove it or lower gt_size")
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    do_flip = flip and rng.random() < 0.5
+    turns = int(rng.integers(0, 4)) if rotate else 0
+    out = []
+    for img in imgs:
+        img = img[top : top + size, left : left + size]
+        if do_flip:
+            img = img[:, ::-1]
+        out.append(np.rot90(img, turns, axes=(0, 1)))
+    return out
+
+
+def validation_seed(name: str, seed: int) -> int:
+    """A fixed seed per image name, so validation noise is the same in every run and every order."""
+    return zlib.crc32(name.encode()) ^ seed
+
+
+class GaussianNoiseDataset(Dataset):
+    """Clean images from ``dataroot_gt``; ``lq = gt + N(0, (sigma/255)^2)`` drawn on the fly.
+
+    Options: dataroot_gt, phase ('train'|'val'), sigma (fixed, 0-255 scale) or sigma_range [lo, hi]
+    (training only: blind denoising, sigma uniform per sample), channels (3 colour, 1 grey),
+    gt_size / use_hflip / use_rot (training crops), clip (clip noisy input to [0, 1]; default off, as in
+    the Gaussian denoising literature), cache (decode every image once and keep it; for small sets),
+    seed (validation noise seed, default 0). Validation always uses the fixed ``sigma``.
+    """
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        self.opt = opt
+        self.train = opt["phase"] == "train"
+        self.channels = int(opt.get("channels", 3))
+        self.paths = list_images(opt["dataroot_gt"])
+        sigma, sigma_range = opt.get("sigma"), opt.get("sigma_range")
+        if self.train and sigma_range is not None:
+            lo, hi = (float(s) for s in sigma_range)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"sigma_range must be [lo, hi] with 0 <= lo <= hi, got {sigma_range}")
+            self.sigma_range = (lo, hi)
+        elif sigma is not None:
+            self.sigma_range = (float(sigma), float(sigma))
+        else:
+            raise ValueError(f"dataset {opt.get('name')}: set 'sigma' (and, for blind training, 'sigma_range')")
+        self.cache = [read_image(p, self.channels) for p in self.paths] if opt.get("cache") else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        gt = self.cache[index] if self.cache is not None else read_image(path, self.channels)
+        if self.train:
+            rng = sample_rng()
+            (gt,) = random_crop_augment([gt], int(self.opt["gt_size"]), self.opt.get("use_hflip", True),
+                                        self.opt.get("use_rot", True), rng, str(path))
+        else:
+            rng = np.random.default_rng(validation_seed(path.name, int(self.opt.get("seed", 0))))
+        sigma = rng.uniform(*self.sigma_range) if self.sigma_range[0] < self.sigma_range[1] else self.sigma_range[0]
+        lq = gt + rng.standard_normal(gt.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+        if self.opt.get("clip", False):
+            lq = np.clip(lq, 0.0, 1.0)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "lq_path": str(path), "gt_path": str(path)}
+
+
+def find_pairs(root: str | Path, lq_folder: str, gt_folder: str) -> list[tuple[Path, Path]]:
+    """(lq, gt) pairs from every folder under ``root`` (root included) holding both sub-folders.
+
+    Files pair by name, so GoPro's ``<scene>/blur`` + ``<scene>/sharp`` and flat ``input/`` +
+    ``target/`` layouts both work. A file without its partner is an error, not a silent skip.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root not found: {root}")
+    parents = sorted({p.parent for p in root.rglob(lq_folder) if p.is_dir() and (p.parent / gt_folder).is_dir()})
+    if not parents:
+        raise FileNotFoundError(f"no folder under {root} holds both '{lq_folder}/' and '{gt_folder}/'")
+    pairs = []
+    for parent in parents:
+        lqs = {p.name: p for p in list_images(parent / lq_folder)}
+        gts = {p.name: p for p in list_images(parent / gt_folder)}
+        if lqs.keys() != gts.keys():
+            odd = sorted(lqs.keys() ^ gts.keys())[:5]
+            raise FileNotFoundError(f"{parent}: '{lq_folder}/' and '{gt_folder}/' differ in file names, e.g. {odd}")
+        pairs += [(lqs[name], gts[name]) for name in sorted(lqs)]
+    return pairs
+
+
+class PairedFolderDataset(Dataset):
+    """Degraded/clean pairs from folders: GoPro (``blur``/``sharp``), SIDD (``input``/``target``), ...
+
+    Options: dataroot, lq_folder, gt_folder (sub-folder names, see ``find_pairs``), phase,
+    channels (3|1), gt_size / use_hflip / use_rot (training crops).
+    """
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        self.opt = opt
+        self.train = opt["phase"] == "train"
+        self.channels = int(opt.get("channels", 3))
+        self.pairs = find_pairs(opt["dataroot"], opt["lq_folder"], opt["gt_folder"])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        lq_path, gt_path = self.pairs[index]
+        lq, gt = read_image(lq_path, self.channels), read_image(gt_path, self.channels)
+        if lq.shape != gt.shape:
+            raise ValueError(f"{lq_path} is {lq.shape[:2]} but {gt_path} is {gt.shape[:2]}")
+        if self.train:
+            lq, gt = random_crop_augment([lq, gt], int(self.opt["gt_size"]), self.opt.get("use_hflip", True),
+                                         self.opt.get("use_rot", True), sample_rng(), str(lq_path))
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "lq_path": str(lq_path), "gt_path": str(gt_path)}

@@ -1,0 +1,37 @@
+"""Losses in basicsr's LOSS_REGISTRY.
+
+``L1Loss`` and ``CharbonnierLoss`` are basicsr's own (already registered; note its Charbonnier adds
+``eps`` inside the square root unsquared, so Restormer's eps=1e-3 is ``eps: !!float 1e-6`` here).
+basicsr 1.4.2 has no PSNR loss, so it is defined here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .._basicsr import register
+
+
+class PSNRLoss(nn.Module):
+    """Negative PSNR averaged over the batch (HINet/NAFNet-style): ``w * 10/ln10 * mean_b log(MSE_b + 1e-8)``.
+
+    Minimising log-MSE per image weights well-restored images as much as badly restored ones.
+    """
+
+    def __init__(self, loss_weight: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        if reduction != "mean":
+            raise ValueError(f"PSNRLoss supports reduction='mean' only, got {reduction!r}")
+        self.loss_weight = loss_weight
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, **_) -> torch.Tensor:
+        mse = (pred - target).pow(2).flatten(1).mean(dim=1)
+        return self.loss_weight * (10.0 / math.log(10.0)) * torch.log(mse + 1e-8).mean()
+
+
+register("LOSS_REGISTRY", PSNRLoss)
+
+__all__ = ["PSNRLoss"]
