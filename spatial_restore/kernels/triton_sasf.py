@@ -34,6 +34,14 @@ class TritonConfig:
     fuse_block: int = 1024  # positions per stencil program
     num_warps: int = 4
 
+    def __post_init__(self):
+        for name in ("scan_rows", "scan_block", "fuse_block"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"TritonConfig.{name} must be a power of two, got {value}")
+        if self.chunk_len is not None and self.chunk_len < 1:
+            raise ValueError(f"TritonConfig.chunk_len must be positive, got {self.chunk_len}")
+
 
 DEFAULT_CONFIG = TritonConfig()
 
