@@ -382,40 +382,50 @@ def _sm_count(device: torch.device) -> int:
     return 4
 
 
-def _chunking(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> tuple[int, int]:
-    """(n_chunks, blocks per chunk): split L only as far as needed to give every SM a few programs."""
-    n_blocks = triton.cdiv(length, cfg.scan_block)
-    if cfg.chunk_len is not None:
-        per = max(1, cfg.chunk_len // cfg.scan_block)
-    else:
-        programs = b * triton.cdiv(d, cfg.scan_rows)
-        per = triton.cdiv(n_blocks, min(n_blocks, triton.cdiv(8 * _sm_count(device), programs)))
-    return triton.cdiv(n_blocks, per), per
+@dataclass(frozen=True)
+class _Plan:
+    """Launch geometry for one (b, d, L): tiles shrink for short sequences (7x7 maps have L = 49)."""
+
+    BD: int
+    BL: int
+    n_chunks: int
+    per_chunk: int  # scan tiles per chunk
+    FB: int
+    fuse_warps: int
+    n_groups: int  # channel groups of the backward fuse kernel
+    num_warps: int
+
+    @staticmethod
+    def make(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> "_Plan":
+        target = 8 * _sm_count(device)  # programs that keep every SM busy
+        bl = min(cfg.scan_block, triton.next_power_of_2(length))
+        n_blocks = triton.cdiv(length, bl)
+        if cfg.chunk_len is not None:
+            per = max(1, cfg.chunk_len // bl)
+        else:  # split L only as far as (b, d) tiles leave SMs idle: every chunk costs an extra read
+            per = triton.cdiv(n_blocks, min(n_blocks, triton.cdiv(target, b * triton.cdiv(d, cfg.scan_rows))))
+        fb = min(cfg.fuse_block, triton.next_power_of_2(length))
+        want = triton.cdiv(target, b * triton.cdiv(length, fb))
+        groups = max(g for g in range(1, d + 1) if d % g == 0 and g <= max(1, want))
+        warps = max(1, min(cfg.num_warps, fb // 128))
+        return _Plan(cfg.scan_rows, bl, triton.cdiv(n_blocks, per), per, fb, warps, groups, cfg.num_warps)
 
 
-def _channel_groups(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> int:
-    """Largest divisor of d that keeps the backward fuse grid near 8 programs per SM."""
-    want = triton.cdiv(8 * _sm_count(device), b * triton.cdiv(length, cfg.fuse_block))
-    return max(g for g in range(1, d + 1) if d % g == 0 and g <= max(1, want))
-
-
-def _scan_states(u, delta, B, A, dt_bias, cfg: TritonConfig) -> torch.Tensor:
+def _scan_states(u, delta, B, A, dt_bias, p: _Plan) -> torch.Tensor:
     """All fp32 states h (b, d, L): per-chunk summaries, carries, then the chunked scan."""
     b, d, length = u.shape
-    n_chunks, per = _chunking(b, d, length, u.device, cfg)
-    grid = (triton.cdiv(d, cfg.scan_rows), n_chunks, b)
+    grid = (triton.cdiv(d, p.BD), p.n_chunks, b)
     h = torch.empty(b, d, length, device=u.device, dtype=torch.float32)
     carry = h
-    if n_chunks > 1:
-        summ = torch.empty(b, d, n_chunks, 2, device=u.device, dtype=torch.float32)
-        _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, h, summ, d, length, n_chunks, per,
-                               BD=cfg.scan_rows, BL=cfg.scan_block, SUMMARY=True, HAS_CARRY=False,
-                               num_warps=cfg.num_warps)
-        carry = torch.empty(b, d, n_chunks, device=u.device, dtype=torch.float32)
-        _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, n_chunks, BR=128, REVERSE=False)
-    _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, carry, h, d, length, n_chunks, per,
-                           BD=cfg.scan_rows, BL=cfg.scan_block, SUMMARY=False, HAS_CARRY=n_chunks > 1,
-                           num_warps=cfg.num_warps)
+    meta = dict(BD=p.BD, BL=p.BL, num_warps=p.num_warps)
+    if p.n_chunks > 1:
+        summ = torch.empty(b, d, p.n_chunks, 2, device=u.device, dtype=torch.float32)
+        _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, h, summ, d, length, p.n_chunks, p.per_chunk,
+                               SUMMARY=True, HAS_CARRY=False, **meta)
+        carry = torch.empty(b, d, p.n_chunks, device=u.device, dtype=torch.float32)
+        _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=False)
+    _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, carry, h, d, length, p.n_chunks, p.per_chunk,
+                           SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **meta)
     return h
 
 
@@ -423,54 +433,53 @@ class _SASFCore(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, cfg):
         b, d, length = u.shape
-        h = _scan_states(u, delta, B, A, dt_bias, cfg)
+        p = _Plan.make(b, d, length, u.device, cfg)
+        h = _scan_states(u, delta, B, A, dt_bias, p)
         y = torch.empty_like(h)
-        grid = (triton.cdiv(length, cfg.fuse_block), d, b)
-        _fwd_fuse_kernel[grid](h, u, C, Dskip, K, alpha, y, d, height, width,
-                               BLOCK=cfg.fuse_block, num_warps=cfg.num_warps)
+        _fwd_fuse_kernel[(triton.cdiv(length, p.FB), d, b)](h, u, C, Dskip, K, alpha, y, d, height, width,
+                                                            BLOCK=p.FB, num_warps=p.fuse_warps)
         ctx.save_for_backward(u, delta, A, B, C, Dskip, dt_bias, K, alpha)
-        ctx.shape, ctx.cfg = (height, width), cfg
+        ctx.shape, ctx.plan = (height, width), p
         return y
 
     @staticmethod
     def backward(ctx, dy):
         u, delta, A, B, C, Dskip, dt_bias, K, alpha = ctx.saved_tensors
-        (height, width), cfg = ctx.shape, ctx.cfg
+        (height, width), p = ctx.shape, ctx.plan
         b, d, length = u.shape
         dev, f32 = u.device, torch.float32
         dy = dy.contiguous().to(f32)
-        h = _scan_states(u, delta, B, A, dt_bias, cfg)
+        h = _scan_states(u, delta, B, A, dt_bias, p)
 
         border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
         _bwd_border_kernel[(d, b)](dy, C, K, alpha, border, d, height, width,
-                                   BLOCK=min(cfg.fuse_block, 256), num_warps=cfg.num_warps)
-        n_groups = _channel_groups(b, d, length, dev, cfg)
-        n_lblk = triton.cdiv(length, cfg.fuse_block)
+                                   BLOCK=min(p.FB, 256), num_warps=p.fuse_warps)
+        n_lblk = triton.cdiv(length, p.FB)
         dh = torch.empty_like(h)
-        dC = torch.empty(b, n_groups, length, device=dev, dtype=f32)
+        dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
         S = torch.empty(b, n_lblk, d, NUM_TAPS, device=dev, dtype=f32)
-        _bwd_fuse_kernel[(n_lblk, n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S,
-                                                d, height, width, d // n_groups, n_groups,
-                                                BLOCK=cfg.fuse_block, NT=NUM_TAPS, num_warps=cfg.num_warps)
+        _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S,
+                                                  d, height, width, d // p.n_groups, p.n_groups,
+                                                  BLOCK=p.FB, NT=NUM_TAPS, num_warps=p.fuse_warps)
 
-        n_chunks, per = _chunking(b, d, length, dev, cfg)
-        n_dblk = triton.cdiv(d, cfg.scan_rows)
-        grid = (n_dblk, n_chunks, b)
+        n_dblk = triton.cdiv(d, p.BD)
+        grid = (n_dblk, p.n_chunks, b)
         # Each program reads dh / h at exactly the positions it then writes: fp32 grads reuse them.
         du = dh if u.dtype == f32 else torch.empty_like(u)
         ddelta = h if delta.dtype == f32 else torch.empty_like(delta)
         dB = torch.empty(b, n_dblk, length, device=dev, dtype=f32)
-        red = torch.empty(b, n_chunks, 3, d, device=dev, dtype=f32)
+        red = torch.empty(b, p.n_chunks, 3, d, device=dev, dtype=f32)
         carry = h
         args = (u, delta, B, A, dt_bias, Dskip, h, dh, dy, du, ddelta, dB, red)
-        if n_chunks > 1:
-            summ = torch.empty(b, d, n_chunks, 2, device=dev, dtype=f32)
-            _bwd_scan_kernel[grid](*args, h, summ, d, length, n_chunks, per, BD=cfg.scan_rows,
-                                   BL=cfg.scan_block, SUMMARY=True, HAS_CARRY=False, num_warps=cfg.num_warps)
-            carry = torch.empty(b, d, n_chunks, device=dev, dtype=f32)
-            _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, n_chunks, BR=128, REVERSE=True)
-        _bwd_scan_kernel[grid](*args, carry, h, d, length, n_chunks, per, BD=cfg.scan_rows,
-                               BL=cfg.scan_block, SUMMARY=False, HAS_CARRY=n_chunks > 1, num_warps=cfg.num_warps)
+        meta = dict(BD=p.BD, BL=p.BL, num_warps=p.num_warps)
+        if p.n_chunks > 1:
+            summ = torch.empty(b, d, p.n_chunks, 2, device=dev, dtype=f32)
+            _bwd_scan_kernel[grid](*args, h, summ, d, length, p.n_chunks, p.per_chunk,
+                                   SUMMARY=True, HAS_CARRY=False, **meta)
+            carry = torch.empty(b, d, p.n_chunks, device=dev, dtype=f32)
+            _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=True)
+        _bwd_scan_kernel[grid](*args, carry, h, d, length, p.n_chunks, p.per_chunk,
+                               SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **meta)
 
         S = S.sum((0, 1))[:, :27].view(d, 3, 9).transpose(0, 1)  # (3, d, 9)
         red = red.sum((0, 1))
