@@ -3,7 +3,7 @@
 Figures need matplotlib (``pip install -e .[analysis]``); ``python -m spatial_restore.analysis --help``.
 """
 
-from .erf import AnalysisError, classifier_stage, effective_receptive_field, load_classifier, load_denoiser, mass_radius
+from .erf import AnalysisError, classifier_stages, effective_receptive_field, load_classifier, load_denoiser, mass_radius
 from .matrix import (
     CoreInputs,
     autograd_matrix,
@@ -22,7 +22,7 @@ __all__ = [
     "AnalysisError",
     "CoreInputs",
     "autograd_matrix",
-    "classifier_stage",
+    "classifier_stages",
     "core_inputs",
     "effective_receptive_field",
     "layer_input",

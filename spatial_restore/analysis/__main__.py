@@ -14,7 +14,7 @@ import torch
 
 from .erf import (
     AnalysisError,
-    classifier_stage,
+    classifier_stages,
     effective_receptive_field,
     imagenet_normalize,
     load_classifier,
@@ -29,9 +29,10 @@ DEFAULT_MODEL_SIZE = {"classifier": 32, "denoiser": 8}  # the classifier's stem 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="T", help="classifier variant T|S|B (default T)")
-    p.add_argument("--checkpoint", help="classifier: official .pth; denoiser: weights for --preset")
+    p.add_argument("--checkpoint", help="classifier: official .pth (key 'model'); denoiser: a shipped name or "
+                   "weights path that spatial_restore.weights.load_model accepts (default: the shipped 'default')")
     p.add_argument("--random-init", action="store_true", help="denoiser: an untrained --preset U-Net")
-    p.add_argument("--preset", default="tiny", help="denoiser U-Net preset for --random-init/--checkpoint")
+    p.add_argument("--preset", default="tiny", help="denoiser U-Net preset for --random-init (default tiny)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
 
@@ -39,7 +40,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace) -> torch.nn.Module:
     if args.model == "classifier":
         return load_classifier(args.variant, args.checkpoint)
-    return load_denoiser(args.random_init, args.preset, args.checkpoint)
+    return load_denoiser(args.checkpoint or "default", args.random_init, args.preset)
 
 
 def _model_inputs(args: argparse.Namespace, paths: list[str], height: int, width: int, count: int) -> torch.Tensor:
@@ -92,13 +93,13 @@ def cmd_erf(args: argparse.Namespace) -> str:
     images = _model_inputs(args, args.images, args.size, args.size, args.samples)
     what = f"{len(args.images)} images" if args.images else f"{args.samples} random inputs"
     if args.model == "classifier":
-        panels = [(f"stage {s} centre ({model.dims[s]} ch)", effective_receptive_field(classifier_stage(model, s), images))
-                  for s in args.stages]  # fmt: skip
+        erfs = effective_receptive_field(classifier_stages(model, args.stages), images)
+        panels = [(f"stage {s} centre ({model.dims[s]} ch)", erf) for s, erf in zip(args.stages, erfs)]
         name = f"Spatial-Mamba-{args.variant.upper()} classifier" + ("" if args.checkpoint else " (random init)")
     else:
-        panels = [("output centre pixel", effective_receptive_field(model, images))]
-        name = "denoiser " + ("(random init)" if args.random_init else args.checkpoint or "(shipped default)")
-    title = f"ERF of {name}, {args.size}×{args.size} input, {what}"
+        panels = [("output centre pixel", effective_receptive_field(lambda x: [model(x)], images)[0])]
+        name = f"untrained {args.preset!r} U-Net" if args.random_init else f"denoiser {args.checkpoint or 'default'}"
+    title = f"ERF of {name}\n{args.size}×{args.size} input, {what}"
     plot_erfs(panels, args.output, title)
     return title
 
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erf", help="effective receptive field maps of a whole network")
     p.add_argument("--model", choices=("classifier", "denoiser"), required=True)
     p.add_argument("--stages", type=int, nargs="+", default=[0, 1, 2, 3], help="classifier stages to show")
-    p.add_argument("--size", type=int, default=None, help="input side (default: classifier 224, denoiser 128)")
+    p.add_argument("--size", type=int, default=None, help="input side (default: classifier 224, denoiser 64)")
     p.add_argument("--samples", type=int, default=8, help="random inputs to average over")
     p.add_argument("--images", nargs="+", default=[], help="natural images to average over instead")
     _add_model_args(p)
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "erf" and args.size is None:
-        args.size = 224 if args.model == "classifier" else 128
+        args.size = 224 if args.model == "classifier" else 64
     torch.manual_seed(args.seed)  # random-init models are reproducible too
     try:
         print(args.run(args))

@@ -24,20 +24,26 @@ class AnalysisError(RuntimeError):
 
 
 def effective_receptive_field(
-    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int = 4
-) -> torch.Tensor:
-    """Mean |∂ Σ_c fn(x)[:, c, h//2, w//2] / ∂x| over images and input channels: (H, W) for images (N, C, H, W).
+    fn: Callable[[torch.Tensor], Sequence[torch.Tensor]], images: torch.Tensor, batch_size: int = 4
+) -> list[torch.Tensor]:
+    """Per map of ``fn``: mean |∂ Σ_c map[:, c, h//2, w//2] / ∂x| over images and input channels, (H, W).
 
-    ``fn`` maps NCHW images to an NCHW map (any resolution); its centre pixel is the one explained.
+    ``fn`` maps NCHW images (N, C, H, W) to NCHW maps of any resolution (e.g. several stages from one
+    forward pass); each map's centre pixel is explained.
     """
-    total = torch.zeros(images.shape[-2:], dtype=images.dtype, device=images.device)
+    totals: list[torch.Tensor] = []
     for chunk in images.split(batch_size):
         x = chunk.detach().requires_grad_()
-        out = fn(x)
-        centre = out[:, :, out.shape[-2] // 2, out.shape[-1] // 2].sum()
-        (grad,) = torch.autograd.grad(centre, x)
-        total += grad.abs().mean(dim=1).sum(dim=0)
-    return total / images.shape[0]
+        maps = fn(x)
+        for i, out in enumerate(maps):
+            centre = out[:, :, out.shape[-2] // 2, out.shape[-1] // 2].sum()
+            (grad,) = torch.autograd.grad(centre, x, retain_graph=i < len(maps) - 1)
+            erf = grad.abs().mean(dim=1).sum(dim=0)
+            if len(totals) <= i:
+                totals.append(erf)
+            else:
+                totals[i] += erf
+    return [total / images.shape[0] for total in totals]
 
 
 def mass_radius(erf: torch.Tensor, fraction: float) -> int:
@@ -51,11 +57,17 @@ def mass_radius(erf: torch.Tensor, fraction: float) -> int:
     return max(h, w)
 
 
-def classifier_stage(model: SpatialMamba, stage: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """NCHW feature map of a classifier stage (its blocks' output, before downsampling)."""
-    if not 0 <= stage < len(model.layers):
-        raise ValueError(f"stage must be in 0..{len(model.layers) - 1}, got {stage}")
-    return lambda x: model.forward_stages(x)[stage][0].permute(0, 3, 1, 2)
+def classifier_stages(model: SpatialMamba, stages: Sequence[int]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """NCHW feature maps of classifier stages (their blocks' output, before downsampling), one forward pass."""
+    for stage in stages:
+        if not 0 <= stage < len(model.layers):
+            raise ValueError(f"stage must be in 0..{len(model.layers) - 1}, got {stage}")
+
+    def fn(x: torch.Tensor) -> list[torch.Tensor]:
+        outs = model.forward_stages(x)
+        return [outs[s][0].permute(0, 3, 1, 2) for s in stages]
+
+    return fn
 
 
 def load_classifier(variant: str = "T", checkpoint: str | Path | None = None) -> SpatialMamba:
@@ -69,30 +81,18 @@ def load_classifier(variant: str = "T", checkpoint: str | Path | None = None) ->
     return model.eval()
 
 
-def load_denoiser(random_init: bool = False, preset: str = "tiny", checkpoint: str | Path | None = None) -> nn.Module:
-    """The shipped default denoiser, or a U-Net preset (untrained, or with weights from ``checkpoint``), in eval mode."""
-    if random_init or checkpoint is not None:
-        from .. import archs
+def load_denoiser(model: str | Path = "default", random_init: bool = False, preset: str = "tiny") -> nn.Module:
+    """A restoration network in eval mode: shipped name or weights path (``spatial_restore.weights``), or an untrained preset."""
+    from ..archs import SpatialMambaUNet
+    from ..weights import ModelCardError, load_model
 
-        if not hasattr(archs, "SpatialMambaUNet"):
-            raise AnalysisError("spatial_restore.archs has no SpatialMambaUNet in this checkout")
-        model = archs.SpatialMambaUNet.from_preset(preset)
-        if checkpoint is not None:
-            from ..checkpoint import load_into, load_state_dict_file
-
-            load_into(model, load_state_dict_file(checkpoint), source=str(checkpoint))
-        return model.eval()
+    if random_init:
+        return SpatialMambaUNet.from_preset(preset).eval()
     try:
-        from ..weights import load_model
-    except ImportError as err:
-        raise AnalysisError(
-            f"no shipped default denoiser in this checkout ({err}); pass --random-init to analyse an "
-            f"untrained '{preset}' U-Net, or --checkpoint PATH for your own weights"
-        ) from err
-    try:
-        return load_model(name="default").eval()
-    except FileNotFoundError as err:
-        raise AnalysisError(f"the shipped default denoiser's weights are missing: {err}") from err
+        return load_model(model)[0]
+    except (FileNotFoundError, ModelCardError) as err:
+        raise AnalysisError(f"cannot load denoiser {str(model)!r}: {err}\nHere: --checkpoint NAME|PATH for other weights, "
+                            f"or --random-init for an untrained '{preset}' U-Net.") from err
 
 
 def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:

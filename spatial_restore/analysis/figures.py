@@ -52,7 +52,7 @@ def plot_matrices(
 
 def plot_erfs(panels: Sequence[tuple[str, torch.Tensor]], path: str | Path, title: str = "") -> Path:
     """One log-scaled ERF map per panel, normalised to its own maximum, with 50%/90% mass squares."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.9), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.6 * len(panels), 5.0), 4.2), squeeze=False, layout="constrained")
     for ax, (name, erf) in zip(axes[0], panels):
         h, w = erf.shape
         image = ax.imshow(_positive(erf / erf.max()), norm=LogNorm(DYNAMIC_RANGE, 1.0, clip=True), cmap="magma")
