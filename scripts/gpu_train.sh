@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Train on the lent GPU machine (see docs/benchmarks.md): one bounded, resumable chunk of a BasicSR run.
+#   bash scripts/gpu_train.sh OPTIONS_YML SECONDS [extra --force_yml entries...]
+# Expects the photos in .carry/photos and wheels in .whl (carried); results (log, EMA weights split in
+# <16 MB parts, training-state iteration) go to $OUT. Re-running on the same warm machine resumes.
+set -uo pipefail
+opt=$1; seconds=$2; shift 2
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+if [ -d .whl ] && ! python3 -c "import basicsr" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$opt")
+timeout "$seconds" python3 -m spatial_restore.train -opt "$opt" --auto_resume \
+  --force_yml datasets:train:dataroot_gt=.carry/photos/train datasets:val:dataroot_gt=.carry/photos/val "$@" \
+  > "$out/train_stdout.log" 2>&1
+echo "train exit: $? (124 = stopped by the time limit; resumable)"
+grep -E "Validation|psnr|ssim|iter:.*(00|50)0,|End of training|Error|error" "$out/train_stdout.log" | tail -40
+exp=experiments/$name
+ls -la "$exp/models" "$exp/training_states" 2>/dev/null | tail -6
+cp "$exp"/train_*.log "$out/" 2>/dev/null
+latest=$(ls -t "$exp"/models/net_g_*.safetensors 2>/dev/null | head -1)
+[ -n "$latest" ] && split -b 15M -d "$latest" "$out/$(basename "$latest")."
+true
