@@ -1,0 +1,156 @@
+"""Restoration datasets, PSNR loss, option parsing, and every shipped option file building its parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from spatial_restore._pipeline import parse_options, set_option
+from spatial_restore.archs import UNET_PRESETS
+from spatial_restore.data import GaussianNoiseDataset, PairedFolderDataset
+from spatial_restore.losses import PSNRLoss
+
+REPO = Path(__file__).resolve().parents[1]
+OPTION_FILES = sorted((REPO / "options").glob("*/*.yml"))
+
+
+def write_images(folder: Path, names: list[str], size: tuple[int, int] = (40, 36), seed: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        cv2.imwrite(str(folder / name), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+
+
+def noise_opt(root: Path, **kw) -> dict:
+    return {"name": "t", "dataroot_gt": str(root), "phase": "val", "sigma": 25, **kw}
+
+
+def test_validation_noise_is_deterministic_per_image_and_has_the_right_level(tmp_path):
+    write_images(tmp_path, ["a.png", "b.png"], size=(64, 64))
+    one, two = GaussianNoiseDataset(noise_opt(tmp_path)), GaussianNoiseDataset(noise_opt(tmp_path))
+    a1, a2, b = one[0], two[0], one[1]
+    torch.testing.assert_close(a1["lq"], a2["lq"], rtol=0, atol=0)
+    noise_a, noise_b = a1["lq"] - a1["gt"], b["lq"] - b["gt"]
+    assert not torch.allclose(noise_a, noise_b)
+    assert abs(noise_a.std().item() - 25 / 255) < 0.1 * 25 / 255
+    assert a1["lq"].shape == (3, 64, 64) and a1["lq_path"].endswith("a.png")
+
+
+def test_training_crops_and_blind_sigma_range(tmp_path):
+    write_images(tmp_path, ["a.png"], size=(48, 50))
+    ds = GaussianNoiseDataset(noise_opt(tmp_path, phase="train", sigma=None, sigma_range=[0, 50], gt_size=16))
+    stds = [(s["lq"] - s["gt"]).std().item() * 255 for s in (ds[0] for _ in range(12))]
+    assert ds[0]["gt"].shape == (3, 16, 16)
+    assert max(stds) - min(stds) > 10 and max(stds) < 60
+    with pytest.raises(ValueError, match="smaller than the training crop"):
+        GaussianNoiseDataset(noise_opt(tmp_path, phase="train", gt_size=64))[0]
+    with pytest.raises(ValueError, match="set 'sigma'"):
+        GaussianNoiseDataset(noise_opt(tmp_path, sigma=None))
+
+
+def test_grey_dataset_has_one_channel(tmp_path):
+    write_images(tmp_path, ["a.png"])
+    sample = GaussianNoiseDataset(noise_opt(tmp_path, channels=1))[0]
+    assert sample["lq"].shape == sample["gt"].shape == (1, 40, 36)
+
+
+def test_paired_folders_gopro_layout_with_aligned_crops(tmp_path):
+    for scene, seed in (("scene_a", 0), ("scene_b", 1)):
+        write_images(tmp_path / scene / "blur", ["000001.png", "000002.png"], seed=seed)
+        write_images(tmp_path / scene / "sharp", ["000001.png", "000002.png"], seed=seed)  # lq == gt
+    opt = {"dataroot": str(tmp_path), "lq_folder": "blur", "gt_folder": "sharp", "phase": "train", "gt_size": 16}
+    ds = PairedFolderDataset(opt)
+    assert len(ds) == 4
+    sample = ds[3]
+    assert "scene_b" in sample["lq_path"] and sample["gt_path"].endswith("sharp/000002.png")
+    torch.testing.assert_close(sample["lq"], sample["gt"])  # same crop, flip and rotation on both
+    (tmp_path / "scene_a" / "sharp" / "000002.png").unlink()
+    with pytest.raises(FileNotFoundError, match="differ in file names"):
+        PairedFolderDataset(opt)
+
+
+def test_psnr_loss_is_negative_psnr():
+    gt = torch.zeros(2, 3, 8, 8)
+    pred = gt + 0.1  # MSE 0.01 -> PSNR 20 dB
+    assert PSNRLoss()(pred, gt).item() == pytest.approx(-20.0, abs=1e-3)
+
+
+def test_force_yml_parses_values_as_yaml_and_refuses_unknown_sections():
+    opt = {"train": {"total_iter": 10}}
+    set_option(opt, "train:total_iter=20")
+    set_option(opt, "train:scheduler_periods=[1, 2]")
+    set_option(opt, "train:ema_decay=~")
+    assert opt["train"] == {"total_iter": 20, "scheduler_periods": [1, 2], "ema_decay": None}
+    with pytest.raises(KeyError, match="nosuch"):
+        set_option(opt, "nosuch:key=1")
+
+
+def preset_of(network_opt: dict) -> str | None:
+    """The preset whose values ``network_opt`` (a YAML network_g) repeats, if any."""
+    for name, preset in UNET_PRESETS.items():
+        if all(network_opt.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()):
+            return name
+    return None
+
+
+def make_data_for(dataset_opt: dict, root: Path) -> list[str]:
+    """Tiny data in the layout ``dataset_opt`` expects; returns the --force_yml entries pointing at it."""
+    size = (int(dataset_opt.get("gt_size", 16)) + 4,) * 2
+    if dataset_opt["type"] == "GaussianNoiseDataset":
+        write_images(root, ["a.png", "b.png"], size=size)
+        return [f"dataroot_gt={root}"]
+    for sub in (dataset_opt["lq_folder"], dataset_opt["gt_folder"]):
+        write_images(root / "scene" / sub, ["a.png"], size=size)
+    return [f"dataroot={root}"]
+
+
+@pytest.mark.parametrize("option_file", OPTION_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_option_file_builds_its_model_and_datasets(option_file, tmp_path, monkeypatch):
+    from basicsr.archs import build_network
+    from basicsr.data import build_dataset
+    from basicsr.models import build_model
+
+    from spatial_restore.checkpoint import save_safetensors
+
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(option_file.read_text())
+    # Every shipped network is a preset (the presets are built in test_restoration_unet); build the
+    # model around the tiny one so this stays fast (channels and data stay the file's).
+    assert preset_of(raw["network_g"]) in UNET_PRESETS
+    tiny = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS["tiny"].items()}
+    force = [f"network_g:{k}={v}" for k, v in tiny.items()]
+    raw["network_g"].update(tiny)
+    for phase, dataset_opt in raw["datasets"].items():
+        force += [f"datasets:{phase}:{entry}" for entry in make_data_for(dataset_opt, tmp_path / phase)]
+    is_train = option_file.parent.name == "train"
+    if not is_train:  # weights of the right architecture, so loading is exercised too
+        weights = save_safetensors(build_network(dict(raw["network_g"])), tmp_path / "w.safetensors")
+        force.append(f"path:pretrain_network_g={weights}")
+    opt, _ = parse_options(str(tmp_path), is_train, ["-opt", str(option_file), "--force_yml", *force])
+    assert opt["num_gpu"] == torch.cuda.device_count() and not opt["dist"]
+    for dataset_opt in opt["datasets"].values():
+        sample = build_dataset(dataset_opt)[0]
+        assert sample["lq"].shape == sample["gt"].shape
+        assert sample["lq"].shape[0] == opt["network_g"]["in_channels"]
+    model = build_model(opt)
+    assert type(model).__name__ == "RestorationModel"
+    if is_train:
+        assert type(model.optimizer_g).__name__ == "AdamW" and model.schedulers
+
+
+def test_default_denoiser_is_the_small_preset():
+    for folder in ("train", "test"):
+        net = yaml.safe_load((REPO / "options" / folder / "default_denoiser.yml").read_text())["network_g"]
+        assert preset_of(net) == "small"
+
+
+def test_both_local_rank_spellings_are_accepted(tmp_path):
+    option_file = str(REPO / "options/train/quickstart.yml")
+    for spelling in ("--local_rank", "--local-rank"):
+        _, args = parse_options(str(tmp_path), True, ["-opt", option_file, spelling, "1"])
+        assert args.local_rank == 1
