@@ -28,8 +28,8 @@ from spatial_restore.kernels import triton_sasf  # noqa: E402
 if os.environ["TRITON_INTERPRET"] == "1" and type(triton_sasf._fwd_scan_kernel).__name__ != "InterpretedFunction":
     importlib.reload(triton_sasf)  # imported before the variable was set: re-decorate the kernels
 
-# scan tiles of 2 channels x 8 positions, 16-position chunks; 64-position stencil blocks
-SMALL = triton_sasf.TritonConfig(scan_rows=2, scan_block=8, chunk_len=16, fuse_block=64)
+# tiles of 2 channels x 8 positions (scan; 16-position chunks) and 2 x 64 (stencil): D = 3 leaves a ragged tile
+SMALL = triton_sasf.TritonConfig(scan_rows=2, scan_block=8, chunk_len=16, fuse_rows=2, fuse_block=64)
 NAMES = ("u", "delta", "A", "B", "C", "Dskip", "dt_bias", "fusion_kernels", "alpha")
 HALF = ("u", "delta", "B", "C")  # the activations; parameters stay float32 as in the model
 

@@ -21,21 +21,21 @@ import triton
 import triton.language as tl
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-NUM_TAPS = 32  # 27 (dilation, tap) sums padded to a power of two
 
 
 @dataclass(frozen=True)
 class TritonConfig:
     """Tile sizes. Powers of two; tests shrink them so tiny shapes still cross blocks and chunks."""
 
-    scan_rows: int = 16  # channels per scan tile
+    scan_rows: int = 4  # channels per scan tile
     scan_block: int = 256  # sequence positions per scan tile (one associative scan)
     chunk_len: int | None = None  # positions per parallel scan chunk; None: enough chunks to fill the GPU
-    fuse_block: int = 1024  # positions per stencil program
+    fuse_rows: int = 4  # channels per stencil tile
+    fuse_block: int = 256  # positions per stencil tile
     num_warps: int = 4
 
     def __post_init__(self):
-        for name in ("scan_rows", "scan_block", "fuse_block"):
+        for name in ("scan_rows", "scan_block", "fuse_rows", "fuse_block"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
                 raise ValueError(f"TritonConfig.{name} must be a power of two, got {value}")
@@ -128,34 +128,45 @@ def _carry_kernel(summ_ptr, carry_ptr, n_rows, n_chunks, BR: tl.constexpr, REVER
 
 
 @triton.jit
-def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H, W,
-                     BLOCK: tl.constexpr):
-    """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders."""
-    pid_l, d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    L = H * W
+def _tap(t):
+    """Tap t of 27 -> (row offset, column offset): dilation 2 (t // 9) + 1, 3x3 index t % 9."""
+    dil = 2 * (t // 9) + 1
+    return ((t % 9) // 3 - 1) * dil, (t % 3 - 1) * dil
+
+
+@triton.jit
+def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr):
+    """A (channels x positions) tile: position math and C are per column, shared by BDF channels."""
+    d = pid_d * BDF + tl.arange(0, BDF)
     l = pid_l * BLOCK + tl.arange(0, BLOCK)
+    dm = d < D
     m = l < L
-    r = l // W
-    c = l % W
-    base = (b * D + d).to(tl.int64) * L
-    hp = tl.zeros([BLOCK], dtype=tl.float32)
-    wc = 0.0
-    for k in tl.static_range(3):
-        dil = 2 * k + 1
-        alpha = tl.load(alpha_ptr + k)
-        for ki in tl.static_range(3):
-            rr = tl.minimum(tl.maximum(r + (ki - 1) * dil, 0), H - 1) * W
-            for kj in tl.static_range(3):
-                w = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + kj)
-                if ki * 3 + kj == 4:  # the centre tap is shared by all three dilations
-                    wc += w
-                else:
-                    cc = tl.minimum(tl.maximum(c + (kj - 1) * dil, 0), W - 1)
-                    hp += w * tl.load(h_ptr + base + rr + cc, mask=m, other=0.0)
-    hp += wc * tl.load(h_ptr + base + l, mask=m, other=0.0)
-    u = tl.load(u_ptr + base + l, mask=m, other=0.0).to(tl.float32)
+    rows = (b * D + d).to(tl.int64) * L
+    return d, dm, l, m, l // W, l % W, rows, dm[:, None] & m[None, :]
+
+
+@triton.jit
+def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H, W,
+                     BDF: tl.constexpr, BLOCK: tl.constexpr):
+    """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders.
+
+    A runtime loop over the 27 taps (the centre is read thrice, from L1) keeps few loads in flight
+    per thread, so registers stay low without giving up the shared per-column index math.
+    """
+    pid_l, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    L = H * W
+    d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK)
+    hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
+    for t in range(27):
+        oi, oj = _tap(t)
+        w = tl.load(alpha_ptr + t // 9) * tl.load(K_ptr + ((t // 9) * D + d) * 9 + t % 9, mask=dm, other=0.0)
+        off = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W + tl.minimum(tl.maximum(c + oj, 0), W - 1)
+        hp += w[:, None] * tl.load(h_ptr + rows[:, None] + off[None, :], mask=m2, other=0.0)
+    offs = rows[:, None] + l[None, :]
+    u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + b.to(tl.int64) * L + l, mask=m, other=0.0).to(tl.float32)
-    tl.store(y_ptr + base + l, hp * C + tl.load(Ds_ptr + d) * u, mask=m)
+    Ds = tl.load(Ds_ptr + d, mask=dm, other=0.0)
+    tl.store(y_ptr + offs, hp * C[None, :] + Ds[:, None] * u, mask=m2)
 
 
 @triton.jit
@@ -216,7 +227,7 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
                 jm = qm & (j >= 0) & (j < W)
                 wt = alpha * tl.load(K_ptr + (k * D + d) * 9 + kj)
                 wb = alpha * tl.load(K_ptr + (k * D + d) * 9 + 6 + kj)
-                for a in tl.static_range(dil):
+                for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
                     top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W)
                     bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W)
         top += tl.where(q == 0, tl_c, 0.0) + tl.where(q == W - 1, tr_c, 0.0)
@@ -236,7 +247,7 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
                 im = pm & (i >= 0) & (i < H)
                 wl = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3)
                 wr = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + 2)
-                for a in tl.static_range(dil):
+                for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
                     left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W)
                     right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W)
         tl.store(out + 2 * W + p, left, mask=pm)
@@ -245,67 +256,45 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
 
 @triton.jit
 def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
-                     D, H, W, d_per_group, n_groups,
-                     BLOCK: tl.constexpr, NT: tl.constexpr):
-    """Adjoint of fusion + readout over a block of positions, looping over a group of channels.
+                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, BLOCK: tl.constexpr):
+    """Adjoint of fusion + readout on (channels x positions) tiles, looping over a group of channel tiles.
 
     dh = K^T (dy C) (zero outside the image, plus the border terms); dC accumulates h' dy over the
-    group's channels in registers; S[d, 9k + tap] = sum_l g(l) h(l + offset) gives dK and dalpha.
+    group's channels in registers; S[t, d] = sum_l g(l) h(l + offset_t) gives dK and dalpha.
     """
     pid_l, grp, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_lblk = tl.num_programs(0)
     L = H * W
-    l = pid_l * BLOCK + tl.arange(0, BLOCK)
-    m = l < L
-    r = l // W
-    c = l % W
     cbase = b.to(tl.int64) * L
-    Cc = tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)
-    taps = tl.arange(0, NT)
     dC = tl.zeros([BLOCK], dtype=tl.float32)
-    for dd in range(d_per_group):
-        d = grp * d_per_group + dd
-        base = (b * D + d).to(tl.int64) * L
-        dyc = tl.load(dy_ptr + base + l, mask=m, other=0.0)
-        g = dyc * Cc
-        hc = tl.load(h_ptr + base + l, mask=m, other=0.0)
-        s_c = tl.sum(g * hc)
-        svec = tl.zeros([NT], dtype=tl.float32)
-        hp = tl.zeros([BLOCK], dtype=tl.float32)
-        dh = tl.zeros([BLOCK], dtype=tl.float32)
-        wc = 0.0
-        for k in tl.static_range(3):
-            dil = 2 * k + 1
-            alpha = tl.load(alpha_ptr + k)
-            for ki in tl.static_range(3):
-                oi = (ki - 1) * dil
-                rr = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W
-                ra = r - oi
-                for kj in tl.static_range(3):
-                    oj = (kj - 1) * dil
-                    w = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + kj)
-                    if ki * 3 + kj == 4:
-                        wc += w
-                        svec = tl.where(taps == 9 * k + 4, s_c, svec)
-                    else:
-                        hv = tl.load(h_ptr + base + rr + tl.minimum(tl.maximum(c + oj, 0), W - 1),
-                                     mask=m, other=0.0)
-                        hp += w * hv
-                        svec = tl.where(taps == 9 * k + ki * 3 + kj, tl.sum(g * hv), svec)
-                        ca = c - oj
-                        am = m & (ra >= 0) & (ra < H) & (ca >= 0) & (ca < W)
-                        dh += w * _g(dy_ptr, C_ptr, base, cbase, ra, ca, am, W)
-        hp += wc * hc
-        dh += wc * g
-        bb = border_ptr + (b * D + d).to(tl.int64) * (2 * W + 2 * H)
-        dh += tl.load(bb + c, mask=m & (r == 0), other=0.0)
-        dh += tl.load(bb + W + c, mask=m & (r == H - 1), other=0.0)
-        dh += tl.load(bb + 2 * W + r, mask=m & (c == 0), other=0.0)
-        dh += tl.load(bb + 2 * W + H + r, mask=m & (c == W - 1), other=0.0)
-        tl.store(dh_ptr + base + l, dh, mask=m)
-        dC += hp * dyc
-        tl.store(S_ptr + ((b * n_lblk + pid_l).to(tl.int64) * D + d) * NT + taps, svec)
-    tl.store(dC_ptr + (b * n_groups + grp).to(tl.int64) * L + l, dC, mask=m)
+    for j in range(tiles_per_group):
+        d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK)
+        dy = tl.load(dy_ptr + rows[:, None] + l[None, :], mask=m2, other=0.0)
+        g = dy * tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)[None, :]
+        hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
+        dh = tl.zeros([BDF, BLOCK], dtype=tl.float32)
+        for t in range(27):
+            oi, oj = _tap(t)
+            w = tl.load(alpha_ptr + t // 9) * tl.load(K_ptr + ((t // 9) * D + d) * 9 + t % 9, mask=dm, other=0.0)
+            off = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W + tl.minimum(tl.maximum(c + oj, 0), W - 1)
+            hv = tl.load(h_ptr + rows[:, None] + off[None, :], mask=m2, other=0.0)
+            hp += w[:, None] * hv
+            tl.store(S_ptr + ((b * n_lblk + pid_l) * 27 + t).to(tl.int64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
+            ra = r - oi
+            ca = c - oj
+            am = m & (ra >= 0) & (ra < H) & (ca >= 0) & (ca < W)
+            off = ra * W + ca
+            wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
+            dh += wC * tl.load(dy_ptr + rows[:, None] + off[None, :], mask=dm[:, None] & am[None, :], other=0.0)
+        bb = border_ptr + (b * D + d).to(tl.int64)[:, None] * (2 * W + 2 * H)
+        dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
+        dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
+        dh += tl.load(bb + 2 * W + r[None, :], mask=m2 & (c == 0)[None, :], other=0.0)
+        dh += tl.load(bb + 2 * W + H + r[None, :], mask=m2 & (c == W - 1)[None, :], other=0.0)
+        tl.store(dh_ptr + rows[:, None] + l[None, :], dh, mask=m2)
+        dC += tl.sum(hp * dy, axis=0)
+    l = pid_l * BLOCK + tl.arange(0, BLOCK)
+    tl.store(dC_ptr + (b * n_groups + grp).to(tl.int64) * L + l, dC, mask=l < L)
 
 
 @triton.jit
@@ -390,10 +379,12 @@ class _Plan:
     BL: int
     n_chunks: int
     per_chunk: int  # scan tiles per chunk
+    scan_warps: int
+    BDF: int
     FB: int
     fuse_warps: int
-    n_groups: int  # channel groups of the backward fuse kernel
-    num_warps: int
+    n_groups: int  # channel-tile groups of the backward fuse kernel
+    tiles_per_group: int
 
     @staticmethod
     def make(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> "_Plan":
@@ -405,10 +396,16 @@ class _Plan:
         else:  # split L only as far as (b, d) tiles leave SMs idle: every chunk costs an extra read
             per = triton.cdiv(n_blocks, min(n_blocks, triton.cdiv(target, b * triton.cdiv(d, cfg.scan_rows))))
         fb = min(cfg.fuse_block, triton.next_power_of_2(length))
+        tiles = triton.cdiv(d, cfg.fuse_rows)
         want = triton.cdiv(target, b * triton.cdiv(length, fb))
-        groups = max(g for g in range(1, d + 1) if d % g == 0 and g <= max(1, want))
-        warps = max(1, min(cfg.num_warps, fb // 128))
-        return _Plan(cfg.scan_rows, bl, triton.cdiv(n_blocks, per), per, fb, warps, groups, cfg.num_warps)
+        groups = max(g for g in range(1, tiles + 1) if tiles % g == 0 and g <= max(1, want))
+        return _Plan(cfg.scan_rows, bl, triton.cdiv(n_blocks, per), per, _warps(cfg.scan_rows * bl, cfg),
+                     cfg.fuse_rows, fb, _warps(cfg.fuse_rows * fb, cfg), groups, tiles // groups)
+
+
+def _warps(tile: int, cfg: TritonConfig) -> int:
+    """About 8 elements per thread, at most cfg.num_warps warps."""
+    return max(1, min(cfg.num_warps, tile // 256))
 
 
 def _scan_states(u, delta, B, A, dt_bias, p: _Plan) -> torch.Tensor:
@@ -417,7 +414,7 @@ def _scan_states(u, delta, B, A, dt_bias, p: _Plan) -> torch.Tensor:
     grid = (triton.cdiv(d, p.BD), p.n_chunks, b)
     h = torch.empty(b, d, length, device=u.device, dtype=torch.float32)
     carry = h
-    meta = dict(BD=p.BD, BL=p.BL, num_warps=p.num_warps)
+    meta = dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps)
     if p.n_chunks > 1:
         summ = torch.empty(b, d, p.n_chunks, 2, device=u.device, dtype=torch.float32)
         _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, h, summ, d, length, p.n_chunks, p.per_chunk,
@@ -436,8 +433,8 @@ class _SASFCore(torch.autograd.Function):
         p = _Plan.make(b, d, length, u.device, cfg)
         h = _scan_states(u, delta, B, A, dt_bias, p)
         y = torch.empty_like(h)
-        _fwd_fuse_kernel[(triton.cdiv(length, p.FB), d, b)](h, u, C, Dskip, K, alpha, y, d, height, width,
-                                                            BLOCK=p.FB, num_warps=p.fuse_warps)
+        _fwd_fuse_kernel[(triton.cdiv(length, p.FB), triton.cdiv(d, p.BDF), b)](
+            h, u, C, Dskip, K, alpha, y, d, height, width, BDF=p.BDF, BLOCK=p.FB, num_warps=p.fuse_warps)
         ctx.save_for_backward(u, delta, A, B, C, Dskip, dt_bias, K, alpha)
         ctx.shape, ctx.plan = (height, width), p
         return y
@@ -457,10 +454,10 @@ class _SASFCore(torch.autograd.Function):
         n_lblk = triton.cdiv(length, p.FB)
         dh = torch.empty_like(h)
         dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
-        S = torch.empty(b, n_lblk, d, NUM_TAPS, device=dev, dtype=f32)
-        _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S,
-                                                  d, height, width, d // p.n_groups, p.n_groups,
-                                                  BLOCK=p.FB, NT=NUM_TAPS, num_warps=p.fuse_warps)
+        S = torch.empty(b, n_lblk, 27, d, device=dev, dtype=f32)
+        _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S, d, height, width,
+                                                  p.tiles_per_group, p.n_groups, BDF=p.BDF, BLOCK=p.FB,
+                                                  num_warps=p.fuse_warps)
 
         n_dblk = triton.cdiv(d, p.BD)
         grid = (n_dblk, p.n_chunks, b)
@@ -471,7 +468,7 @@ class _SASFCore(torch.autograd.Function):
         red = torch.empty(b, p.n_chunks, 3, d, device=dev, dtype=f32)
         carry = h
         args = (u, delta, B, A, dt_bias, Dskip, h, dh, dy, du, ddelta, dB, red)
-        meta = dict(BD=p.BD, BL=p.BL, num_warps=p.num_warps)
+        meta = dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps)
         if p.n_chunks > 1:
             summ = torch.empty(b, d, p.n_chunks, 2, device=dev, dtype=f32)
             _bwd_scan_kernel[grid](*args, h, summ, d, length, p.n_chunks, p.per_chunk,
@@ -481,7 +478,7 @@ class _SASFCore(torch.autograd.Function):
         _bwd_scan_kernel[grid](*args, carry, h, d, length, p.n_chunks, p.per_chunk,
                                SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **meta)
 
-        S = S.sum((0, 1))[:, :27].view(d, 3, 9).transpose(0, 1)  # (3, d, 9)
+        S = S.sum((0, 1)).view(3, 9, d).transpose(1, 2)  # (3, d, 9)
         red = red.sum((0, 1))
         grads = (
             du,
