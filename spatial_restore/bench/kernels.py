@@ -84,6 +84,22 @@ def measure(fn, inputs: dict, height: int, width: int, backward: bool) -> tuple[
     return ms, peak
 
 
+def profile(fn, inputs: dict, height: int, width: int) -> str:
+    """Per-kernel device time of one forward + backward (torch.profiler), as markdown rows."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    args = [v.requires_grad_() for v in inputs.values()]
+    dy = torch.randn(args[0].shape, device="cuda")
+    fn(*args, height, width).backward(dy)  # compile outside the profile
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn(*args, height, width).backward(dy)
+        torch.cuda.synchronize()
+    events = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+    return "\n".join(f"| {e.key[:60]} | {e.count} | {e.device_time_total / 1e3:.3f} |" for e in events[:12])
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m spatial_restore.bench kernels", description=__doc__)
     p.add_argument("--shapes", nargs="+", default=[",".join(map(str, s)) for s in SHAPES],
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", action="append", default=[], metavar="KEY=VAL,...",
                    help="extra Triton tile configs to time, e.g. scan_rows=8,scan_block=512 (repeatable)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference rows (no speed-up column)")
+    p.add_argument("--profile", action="store_true", help="also print per-kernel times of the default config")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -147,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"| {b},{d},{height},{width} | {dname} | {impl} | " + " | ".join(cells) + f" | {' / '.join(speed)} |",
                       flush=True)
                 rows.append({"shape": [b, d, height, width], "dtype": dname, "impl": impl, **res})
+    if args.profile:
+        for spec in args.shapes:
+            b, d, height, width = map(int, spec.split(","))
+            for dname in args.dtypes:
+                print(f"\nper-kernel device time, triton[default] fwd+bwd, {spec} {dname}\n| kernel | calls | ms |\n|---|---|---|")
+                print(profile(sasf_core_triton, core_inputs(b, d, height, width, DTYPES[dname]), height, width))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "date": when, "torch": torch.__version__, "copy_GBps": copy_bw / 1e9,
