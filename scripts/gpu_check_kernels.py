@@ -5,7 +5,7 @@ first), so the error is the kernels' own fp32 arithmetic. Outputs are poisoned (
 allocator blocks) before each run, so an unwritten element shows up as NaN. Prints one row per case
 and exits non-zero if any case fails.
 
-    python scripts/gpu_check_kernels.py [--quick] [--json out.json]
+    python scripts/gpu_check_kernels.py [--quick | --large] [--json out.json]
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def check(shape, dtype, seed):
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="only the three small shapes")
+    p.add_argument("--large", action="store_true", help="only the benchmark shapes")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--seed", type=int, default=int(time.time()))
     args = p.parse_args(argv)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, failed = [], 0
     print("| shape (B,D,H,W) | L | dtype | rel err y | worst grad (rel err) | all grads | first run s | ok |")
     print("|---|---|---|---|---|---|---|---|")
-    for i, shape in enumerate(QUICK if args.quick else SHAPES):
+    for i, shape in enumerate(QUICK if args.quick else SHAPES[len(QUICK):] if args.large else SHAPES):
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             errs, ok, secs = check(shape, dtype, args.seed + i)
             worst = max((k for k in errs if k != "y"), key=errs.get)
