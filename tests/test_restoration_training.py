@@ -98,7 +98,8 @@ def assert_checkpoints_load(experiment: Path) -> list[int]:
     net = SpatialMambaUNet(**TINY)
     for path in (experiment / "models").glob("*.pth"):
         state = torch.load(path, map_location="cpu", weights_only=True)
-        load_into(net, state["params"]) and load_into(net, state["params_ema"])
+        load_into(net, state["params"])
+        load_into(net, state["params_ema"])
     for path in (experiment / "models").glob("*.safetensors"):
         load_into(net, load_state_dict_file(path))
     iters = []
@@ -165,8 +166,8 @@ def test_sigkill_mid_training_then_auto_resume(workdir):
     run(cmd, workdir)
     text = log_text(experiment)
     assert f"Resuming training from epoch: 0, iter: {last}." in text
+    assert len(losses(text.split("Resuming training")[-1])) == 2  # iterations last+1 and last+2 only
     assert assert_checkpoints_load(experiment)[-1] == last + 2
-    assert losses(text.split("Resuming training")[-1])[:1] and "End of training" in text
 
 
 def test_torchrun_two_processes_on_gloo(workdir):
