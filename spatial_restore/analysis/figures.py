@@ -52,16 +52,16 @@ def plot_matrices(
 
 def plot_erfs(panels: Sequence[tuple[str, torch.Tensor]], path: str | Path, title: str = "") -> Path:
     """One log-scaled ERF map per panel, normalised to its own maximum, with 50%/90% mass squares."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.6 * len(panels), 5.0), 4.2), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.0 * len(panels), 5.0), 3.7), squeeze=False, layout="constrained")
     for ax, (name, erf) in zip(axes[0], panels):
         h, w = erf.shape
         image = ax.imshow(_positive(erf / erf.max()), norm=LogNorm(DYNAMIC_RANGE, 1.0, clip=True), cmap="magma")
-        for fraction, colour in ((0.5, "cyan"), (0.9, "white")):
+        for fraction, colour in ((0.5, "cyan"), (0.9, "limegreen")):
             r = mass_radius(erf, fraction)
             ax.add_patch(plt.Rectangle((w // 2 - r - 0.5, h // 2 - r - 0.5), 2 * r + 1, 2 * r + 1,
                                        fill=False, edgecolor=colour, linewidth=1.0,
                                        label=f"{fraction:.0%} of mass: {2 * r + 1}² px"))  # fmt: skip
-        ax.legend(loc="lower center", fontsize=7, framealpha=0.6)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False)
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -74,6 +74,6 @@ def plot_erfs(panels: Sequence[tuple[str, torch.Tensor]], path: str | Path, titl
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
