@@ -92,6 +92,8 @@ def profile(fn, inputs: dict, height: int, width: int) -> str:
     args = [v.requires_grad_() for v in inputs.values()]
     dy = torch.randn(args[0].shape, device="cuda")
     fn(*args, height, width).backward(dy)  # compile outside the profile
+    for a in args:
+        a.grad = None  # else the profiled backward also accumulates into .grad
     torch.cuda.synchronize()
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn(*args, height, width).backward(dy)

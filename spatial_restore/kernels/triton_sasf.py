@@ -128,13 +128,6 @@ def _carry_kernel(summ_ptr, carry_ptr, n_rows, n_chunks, BR: tl.constexpr, REVER
 
 
 @triton.jit
-def _tap(t):
-    """Tap t of 27 -> (row offset, column offset): dilation 2 (t // 9) + 1, 3x3 index t % 9."""
-    dil = 2 * (t // 9) + 1
-    return ((t % 9) // 3 - 1) * dil, (t % 3 - 1) * dil
-
-
-@triton.jit
 def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr):
     """A (channels x positions) tile: position math and C are per column, shared by BDF channels."""
     d = pid_d * BDF + tl.arange(0, BDF)
@@ -150,18 +143,24 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H,
                      BDF: tl.constexpr, BLOCK: tl.constexpr):
     """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders.
 
-    A runtime loop over the 27 taps (the centre is read thrice, from L1) keeps few loads in flight
-    per thread, so registers stay low without giving up the shared per-column index math.
+    Index math is per column and shared by the BDF channels of the tile; a runtime loop over the
+    nine (dilation, row) pairs bounds the loads in flight (registers). The centre tap is read once
+    per dilation (L1 hits).
     """
     pid_l, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     L = H * W
     d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK)
     hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
-    for t in range(27):
-        oi, oj = _tap(t)
-        w = tl.load(alpha_ptr + t // 9) * tl.load(K_ptr + ((t // 9) * D + d) * 9 + t % 9, mask=dm, other=0.0)
-        off = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W + tl.minimum(tl.maximum(c + oj, 0), W - 1)
-        hp += w[:, None] * tl.load(h_ptr + rows[:, None] + off[None, :], mask=m2, other=0.0)
+    for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
+        k = kr // 3
+        dil = 2 * k + 1
+        rr = tl.minimum(tl.maximum(r + (kr % 3 - 1) * dil, 0), H - 1) * W
+        kp = K_ptr + (k * D + d) * 9 + (kr % 3) * 3
+        alpha = tl.load(alpha_ptr + k)
+        for kj in tl.static_range(3):
+            off = rr + tl.minimum(tl.maximum(c + (kj - 1) * dil, 0), W - 1)
+            w = alpha * tl.load(kp + kj, mask=dm, other=0.0)
+            hp += w[:, None] * tl.load(h_ptr + rows[:, None] + off[None, :], mask=m2, other=0.0)
     offs = rows[:, None] + l[None, :]
     u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + b.to(tl.int64) * L + l, mask=m, other=0.0).to(tl.float32)
@@ -273,19 +272,28 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
         g = dy * tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)[None, :]
         hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
         dh = tl.zeros([BDF, BLOCK], dtype=tl.float32)
-        for t in range(27):
-            oi, oj = _tap(t)
-            w = tl.load(alpha_ptr + t // 9) * tl.load(K_ptr + ((t // 9) * D + d) * 9 + t % 9, mask=dm, other=0.0)
-            off = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W + tl.minimum(tl.maximum(c + oj, 0), W - 1)
-            hv = tl.load(h_ptr + rows[:, None] + off[None, :], mask=m2, other=0.0)
-            hp += w[:, None] * hv
-            tl.store(S_ptr + ((b * n_lblk + pid_l) * 27 + t).to(tl.int64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
+        for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
+            k = kr // 3
+            dil = 2 * k + 1
+            oi = (kr % 3 - 1) * dil
+            rr = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W
             ra = r - oi
-            ca = c - oj
-            am = m & (ra >= 0) & (ra < H) & (ca >= 0) & (ca < W)
-            off = ra * W + ca
-            wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
-            dh += wC * tl.load(dy_ptr + rows[:, None] + off[None, :], mask=dm[:, None] & am[None, :], other=0.0)
+            rm = m & (ra >= 0) & (ra < H)
+            kp = K_ptr + (k * D + d) * 9 + (kr % 3) * 3
+            alpha = tl.load(alpha_ptr + k)
+            for kj in tl.static_range(3):
+                oj = (kj - 1) * dil
+                w = alpha * tl.load(kp + kj, mask=dm, other=0.0)
+                hv = tl.load(h_ptr + rows[:, None] + (rr + tl.minimum(tl.maximum(c + oj, 0), W - 1))[None, :],
+                             mask=m2, other=0.0)
+                hp += w[:, None] * hv
+                tap = (b * n_lblk + pid_l) * 27 + kr * 3 + kj
+                tl.store(S_ptr + tap.to(tl.int64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
+                ca = c - oj
+                am = rm & (ca >= 0) & (ca < W)
+                off = ra * W + ca
+                wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
+                dh += wC * tl.load(dy_ptr + rows[:, None] + off[None, :], mask=dm[:, None] & am[None, :], other=0.0)
         bb = border_ptr + (b * D + d).to(tl.int64)[:, None] * (2 * W + 2 * H)
         dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
         dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
@@ -449,8 +457,9 @@ class _SASFCore(torch.autograd.Function):
         h = _scan_states(u, delta, B, A, dt_bias, p)
 
         border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
+        edge = min(256, triton.next_power_of_2(max(height, width)))
         _bwd_border_kernel[(d, b)](dy, C, K, alpha, border, d, height, width,
-                                   BLOCK=min(p.FB, 256), num_warps=p.fuse_warps)
+                                   BLOCK=edge, num_warps=_warps(edge, DEFAULT_CONFIG))
         n_lblk = triton.cdiv(length, p.FB)
         dh = torch.empty_like(h)
         dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
