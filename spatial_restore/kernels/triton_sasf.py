@@ -32,7 +32,7 @@ class TritonConfig:
     chunk_len: int | None = None  # positions per parallel scan chunk; None: enough chunks to fill the GPU
     fuse_rows: int = 4  # channels per stencil tile
     fuse_block: int = 256  # positions per stencil tile
-    num_warps: int = 4
+    num_warps: int = 4  # at most; small tiles get fewer
 
     def __post_init__(self):
         for name in ("scan_rows", "scan_block", "fuse_rows", "fuse_block"):
@@ -412,8 +412,8 @@ class _Plan:
 
 
 def _warps(tile: int, cfg: TritonConfig) -> int:
-    """About 8 elements per thread, at most cfg.num_warps warps."""
-    return max(1, min(cfg.num_warps, tile // 256))
+    """cfg.num_warps, fewer for small tiles (at least 4 elements per thread)."""
+    return max(1, min(cfg.num_warps, tile // 128))
 
 
 def _scan_states(u, delta, B, A, dt_bias, p: _Plan) -> torch.Tensor:
