@@ -59,7 +59,18 @@ def set_option(opt: dict, entry: str) -> None:
         if not isinstance(node.get(key), dict):
             raise KeyError(f"--force_yml {keys}: option {key!r} does not exist or is not a mapping")
         node = node[key]
-    node[leaf] = yaml.safe_load(value.strip())
+    node[leaf] = _parse_value(value.strip())
+
+
+def _parse_value(text: str):
+    """YAML scalar/list; '1e-4' too (YAML 1.1 reads exponents without a dot as strings)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def init_distributed(opt: dict, local_rank: int) -> None:

@@ -97,3 +97,13 @@ def test_shape_errors_are_clear():
     args[7] = args[7][:, :4]
     with pytest.raises(ValueError, match="fusion_kernels"):
         sasf_core(*args)
+
+
+def test_auto_dispatch_keeps_float64_on_the_reference(monkeypatch):
+    """Triton kernels take fp32/fp16/bf16; auto must never route float64 CUDA tensors to them."""
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    cuda = torch.device("cuda")
+    if kernels.triton_available():
+        assert kernels.resolve_backend(None, cuda, torch.float32) == "triton"
+    assert kernels.resolve_backend(None, cuda, torch.float64) == "reference"
+    assert kernels.resolve_backend(None, torch.device("cpu"), torch.float32) == "reference"

@@ -85,7 +85,10 @@ def test_force_yml_parses_values_as_yaml_and_refuses_unknown_sections():
     set_option(opt, "train:total_iter=20")
     set_option(opt, "train:scheduler_periods=[1, 2]")
     set_option(opt, "train:ema_decay=~")
-    assert opt["train"] == {"total_iter": 20, "scheduler_periods": [1, 2], "ema_decay": None}
+    set_option(opt, "train:lr=1e-4")  # YAML 1.1 alone would read this as the string '1e-4'
+    set_option(opt, "train:name=small_run")
+    assert opt["train"] == {"total_iter": 20, "scheduler_periods": [1, 2], "ema_decay": None, "lr": 1e-4,
+                            "name": "small_run"}
     with pytest.raises(KeyError, match="nosuch"):
         set_option(opt, "nosuch:key=1")
 

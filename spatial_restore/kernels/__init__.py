@@ -1,6 +1,7 @@
 """The SASF core op (scan + structure-aware state fusion + readout) and its backend dispatch.
 
-``sasf_core`` picks Triton for CUDA tensors when Triton imports, else the pure-PyTorch reference.
+``sasf_core`` picks Triton for CUDA tensors when Triton imports (float32/16, bfloat16; float64 goes to
+the reference), else the pure-PyTorch reference.
 Override per call with ``backend=`` or globally with ``SPATIAL_RESTORE_BACKEND=reference|triton``.
 The choice is logged once per (backend, device type) and reported by ``last_backend()``.
 """
@@ -49,11 +50,12 @@ def triton_available() -> bool:
     return not isinstance(_triton_impl(), ImportError)
 
 
-def resolve_backend(backend: str | None, device: torch.device) -> str:
-    """Explicit argument > environment variable > auto (triton on CUDA when available)."""
+def resolve_backend(backend: str | None, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """Explicit argument > environment variable > auto (triton for CUDA tensors of a dtype it supports)."""
     choice = backend or os.environ.get(ENV_VAR) or None
     if choice is None:
-        return "triton" if device.type == "cuda" and triton_available() else "reference"
+        fast = device.type == "cuda" and triton_available() and dtype in _triton_impl().SUPPORTED_DTYPES
+        return "triton" if fast else "reference"
     if choice not in BACKENDS:
         raise ValueError(f"unknown SASF backend {choice!r}; choose one of {BACKENDS} (or unset {ENV_VAR})")
     if choice == "triton" and not triton_available():
@@ -93,7 +95,7 @@ def sasf_core(
         raise ValueError(f"sequence length {length} != height*width = {height}*{width}")
     if tuple(fusion_kernels.shape) != (3, d, 3, 3):
         raise ValueError(f"fusion_kernels must be (3,{d},3,3), got {tuple(fusion_kernels.shape)}")
-    name = resolve_backend(backend, u.device)
+    name = resolve_backend(backend, u.device, u.dtype)
     key = (name, u.device.type)
     if key not in _logged:
         _logged.add(key)
