@@ -13,6 +13,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$opt")
+for arg in "$@"; do case $arg in name=*) name=${arg#name=};; esac; done  # a --force_yml name override
 timeout "$seconds" python3 -m spatial_restore.train -opt "$opt" --auto_resume \
   --force_yml datasets:train:dataroot_gt=.carry/photos/train datasets:val:dataroot_gt=.carry/photos/val "$@" \
   > "$out/train_stdout.log" 2>&1
