@@ -1,8 +1,8 @@
 """Training models, registered in basicsr's MODEL_REGISTRY (``model_type:`` in YAML options)."""
 
 from .._basicsr import register
-from .restoration_model import RestorationModel, tiled_forward
+from .restoration_model import RestorationModel
 
-__all__ = ["RestorationModel", "tiled_forward"]
+__all__ = ["RestorationModel"]
 
 register("MODEL_REGISTRY", RestorationModel)

@@ -21,6 +21,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from .._basicsr import import_basicsr
 from ..checkpoint import load_state_dict_file, save_safetensors
+from ..inference.tiling import tiled_forward
 
 import_basicsr()
 from basicsr.models.sr_model import SRModel  # noqa: E402
@@ -44,31 +45,6 @@ def load_training_state(path: str | Path) -> dict:
     """A basicsr training state (.state) loaded with weights_only=True onto the CPU."""
     with torch.serialization.safe_globals(STATE_SAFE_GLOBALS):
         return torch.load(path, map_location="cpu", weights_only=True)
-
-
-@torch.no_grad()
-def tiled_forward(net: nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-    """Run ``net`` on overlapping ``tile``-square windows and average the overlaps (memory bounded by the tile)."""
-    if overlap >= tile:
-        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
-    h, w = x.shape[-2:]
-    stride = tile - overlap
-
-    def starts(size: int) -> list[int]:
-        if size <= tile:
-            return [0]
-        return list(range(0, size - tile, stride)) + [size - tile]
-
-    out, weight = None, x.new_zeros(1, 1, h, w)
-    for top in starts(h):
-        for left in starts(w):
-            window = (..., slice(top, top + tile), slice(left, left + tile))
-            y = net(x[window])
-            if out is None:
-                out = x.new_zeros(x.shape[0], y.shape[1], h, w)
-            out[window] += y
-            weight[window] += 1
-    return out / weight
 
 
 class RestorationModel(SRModel):
@@ -129,7 +105,8 @@ class RestorationModel(SRModel):
         tile = (self.opt.get("val") or {}).get("tile")
         with torch.no_grad():
             if tile and max(self.lq.shape[-2:]) > tile:
-                self.output = tiled_forward(net, self.lq, int(tile), int(self.opt["val"].get("tile_overlap", 32)))
+                overlap = int(self.opt["val"].get("tile_overlap", 32))
+                self.output = tiled_forward(net, self.lq.cpu(), int(tile), overlap, self.lq.device).to(self.lq.device)
             else:
                 self.output = net(self.lq)
         net.train(was_training)
