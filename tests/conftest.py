@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Triton reads this when a kernel is decorated, and any test module may import the kernels first:
+# set it before anything imports them. The suite runs Triton on the CPU interpreter; GPU checks live
+# in scripts/gpu_check_kernels.py (export TRITON_INTERPRET=0 to run these tests compiled on a GPU).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 

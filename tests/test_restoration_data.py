@@ -131,7 +131,7 @@ def test_option_file_builds_its_model_and_datasets(option_file, tmp_path, monkey
     for phase, dataset_opt in raw["datasets"].items():
         force += [f"datasets:{phase}:{entry}" for entry in make_data_for(dataset_opt, tmp_path / phase)]
     is_train = option_file.parent.name == "train"
-    if not is_train:  # weights of the right architecture, so loading is exercised too
+    if not is_train or raw.get("path", {}).get("pretrain_network_g"):  # test and fine-tune files: loading is exercised too
         weights = save_safetensors(build_network(dict(raw["network_g"])), tmp_path / "w.safetensors")
         force.append(f"path:pretrain_network_g={weights}")
     opt, _ = parse_options(str(tmp_path), is_train, ["-opt", str(option_file), "--force_yml", *force])
