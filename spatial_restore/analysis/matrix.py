@@ -70,20 +70,9 @@ def layer_input(model: nn.Module, layer: StructureAwareSSM, *args: torch.Tensor)
 
 @torch.no_grad()
 def core_inputs(layer: StructureAwareSSM, x: torch.Tensor) -> CoreInputs:
-    """What ``layer.forward(x)`` passes to ``sasf_core`` for channels-last x (b, H, W, C).
-
-    Mirrors the forward's first half; tests check it against the arguments of a real forward call.
-    """
-    _, h, w, _ = x.shape
-    x, _ = layer.in_proj(x).chunk(2, dim=-1)
-    u = layer.act(layer.conv2d(x.permute(0, 3, 1, 2).contiguous())).flatten(2)
-    dt_low, B, C = torch.split(torch.matmul(layer.x_proj_weight, u), [layer.dt_rank, 1, 1], dim=1)
-    return CoreInputs(
-        u=u, delta=torch.matmul(layer.dt_projs_weight, dt_low), A=-torch.exp(layer.A_logs), B=B, C=C,
-        Dskip=layer.Ds.detach(), dt_bias=layer.dt_projs_bias.detach(),
-        fusion_kernels=layer.state_fusion.fusion_kernels(), alpha=layer.state_fusion.alpha.detach(),
-        height=h, width=w,
-    )  # fmt: skip
+    """What ``layer.forward(x)`` passes to ``sasf_core`` for channels-last x (b, H, W, C)."""
+    args, _ = layer.core_inputs(x)
+    return CoreInputs(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def without_fusion(inputs: CoreInputs) -> CoreInputs:

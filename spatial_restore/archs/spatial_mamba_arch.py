@@ -161,17 +161,25 @@ class StructureAwareSSM(nn.Module):
         self.A_logs.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).expand_as(self.A_logs))
         self.Ds.fill_(1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = x.shape
+    def core_inputs(self, x: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+        """The SASF core op's positional arguments for channels-last x (b, H, W, C), and the gate z.
+
+        The forward and the analysis tools (which rebuild the layer as an explicit matrix) share it.
+        """
+        _, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
         u = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous())).flatten(2)  # (b, d, L)
-        x_dbl = torch.matmul(self.x_proj_weight, u)
-        dt_low, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        dt_low, B, C = torch.split(torch.matmul(self.x_proj_weight, u), [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.matmul(self.dt_projs_weight, dt_low)
-        y = sasf_core(
-            u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias,
-            self.state_fusion.fusion_kernels(), self.state_fusion.alpha, h, w, backend=self.backend,
-        )  # fmt: skip
+        fusion = self.state_fusion
+        args = (u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias, fusion.fusion_kernels(),
+                fusion.alpha, h, w)
+        return args, z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, _ = x.shape
+        args, z = self.core_inputs(x)
+        y = sasf_core(*args, backend=self.backend)
         y = y.view(b, self.d_inner, h, w).permute(0, 2, 3, 1)
         y = self.out_norm(y.to(self.out_norm.weight.dtype)) * self.act(z)
         return self.out_proj(y)
