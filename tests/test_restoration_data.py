@@ -53,6 +53,25 @@ def test_training_crops_and_blind_sigma_range(tmp_path):
         GaussianNoiseDataset(noise_opt(tmp_path, sigma=None))
 
 
+def test_grey_prob_desaturates_clean_crops_but_not_the_noise(tmp_path):
+    write_images(tmp_path, ["a.png"], size=(48, 50))
+    opt = noise_opt(tmp_path, phase="train", gt_size=16)
+    samples = [GaussianNoiseDataset({**opt, "grey_prob": 1.0})[0] for _ in range(4)]
+    for s in samples:
+        gt, noise = s["gt"], s["lq"] - s["gt"]
+        torch.testing.assert_close(gt[0], gt[1], rtol=0, atol=0)
+        torch.testing.assert_close(gt[0], gt[2], rtol=0, atol=0)
+        assert (noise[0] - noise[1]).abs().mean() > 0.05  # independent noise per channel stays
+    colour = [GaussianNoiseDataset(opt)[0]["gt"] for _ in range(4)]
+    assert all((g[0] - g[1]).abs().max() > 0.1 for g in colour)
+    mixed = [GaussianNoiseDataset({**opt, "grey_prob": 0.5})[0]["gt"] for _ in range(40)]
+    n_grey = sum(bool(torch.equal(g[0], g[1])) for g in mixed)
+    assert 8 <= n_grey <= 32  # binomial(40, 0.5): outside this range has probability < 1e-4
+    for bad in ({"grey_prob": 1.5}, {"grey_prob": 0.3, "channels": 1}):
+        with pytest.raises(ValueError, match="grey_prob"):
+            GaussianNoiseDataset({**opt, **bad})
+
+
 def test_grey_dataset_has_one_channel(tmp_path):
     write_images(tmp_path, ["a.png"])
     sample = GaussianNoiseDataset(noise_opt(tmp_path, channels=1))[0]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -82,9 +83,12 @@ class GaussianNoiseDataset(Dataset):
 
     Options: dataroot_gt, phase ('train'|'val'), sigma (fixed, 0-255 scale) or sigma_range [lo, hi]
     (training only: blind denoising, sigma uniform per sample), channels (3 colour, 1 grey),
-    gt_size / use_hflip / use_rot (training crops), clip (clip noisy input to [0, 1]; default off, as in
-    the Gaussian denoising literature), cache (decode every image once and keep it; for small sets),
-    seed (validation noise seed, default 0). Validation always uses the fixed ``sigma``.
+    gt_size / use_hflip / use_rot (training crops), grey_prob (colour training only: the probability that
+    a clean crop is desaturated to grey before the noise is added; colour photo sets rarely hold grey
+    photos, and a model that never saw one leaves colour noise on them instead of averaging the three
+    noisy channels), clip (clip noisy input to [0, 1]; default off, as in the Gaussian denoising
+    literature), cache (decode every image once and keep it; for small sets), seed (validation noise
+    seed, default 0). Validation always uses the fixed ``sigma``.
     """
 
     def __init__(self, opt: dict):
@@ -103,6 +107,10 @@ class GaussianNoiseDataset(Dataset):
             self.sigma_range = (float(sigma), float(sigma))
         else:
             raise ValueError(f"dataset {opt.get('name')}: set 'sigma' (and, for blind training, 'sigma_range')")
+        self.grey_prob = float(opt.get("grey_prob", 0.0))
+        if not 0.0 <= self.grey_prob <= 1.0 or (self.grey_prob and self.channels != 3):
+            raise ValueError(f"grey_prob must be in [0, 1] and needs channels: 3, got {self.grey_prob} "
+                             f"with channels: {self.channels}")
         self.cache = [read_image(p, self.channels) for p in self.paths] if opt.get("cache") else None
 
     def __len__(self) -> int:
@@ -115,6 +123,8 @@ class GaussianNoiseDataset(Dataset):
             rng = sample_rng()
             (gt,) = random_crop_augment([gt], int(self.opt["gt_size"]), self.opt.get("use_hflip", True),
                                         self.opt.get("use_rot", True), rng, str(path))
+            if self.grey_prob and rng.random() < self.grey_prob:
+                gt = np.repeat(gt @ LUMA_RGB[:, None], 3, axis=2)
         else:
             rng = np.random.default_rng(validation_seed(path.name, int(self.opt.get("seed", 0))))
         sigma = rng.uniform(*self.sigma_range) if self.sigma_range[0] < self.sigma_range[1] else self.sigma_range[0]
