@@ -168,9 +168,13 @@ class StructureAwareSSM(nn.Module):
         """
         _, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        u = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous())).flatten(2)  # (b, d, L)
-        dt_low, B, C = torch.split(torch.matmul(self.x_proj_weight, u), [self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = torch.matmul(self.dt_projs_weight, dt_low)
+        # Channels-last memory throughout (u, delta, B, C are (b, d, L) views of (b, L, d) memory): the
+        # depthwise conv is faster so, the projections need no transposes, the CPU core op reads it as is.
+        u = self.act(self.conv2d(x.permute(0, 3, 1, 2))).flatten(2)  # (b, d, L)
+        u_cl = u.transpose(1, 2)
+        dt_low, B, C = torch.split(F.linear(u_cl, self.x_proj_weight), [self.dt_rank, self.d_state, self.d_state], -1)
+        delta = F.linear(dt_low, self.dt_projs_weight).transpose(1, 2)
+        B, C = B.transpose(1, 2), C.transpose(1, 2)
         fusion = self.state_fusion
         args = (u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias, fusion.fusion_kernels(),
                 fusion.alpha, h, w)

@@ -2,8 +2,9 @@
 
 3x3 conv embed -> 3 encoder levels -> latent level -> 3 decoder levels (pixel-unshuffle down,
 pixel-shuffle up, concatenated skips reduced by 1x1 convs except at level 1, which stays at twice the
-width) -> refinement blocks -> 3x3 conv out -> global residual. Blocks run channels-last; the
-convolutions between levels run NCHW. Any H, W: the input is padded to a multiple of 8 and cropped back.
+width) -> refinement blocks -> 3x3 conv out -> global residual. Blocks run channels-last, and so
+does the memory of the NCHW tensors between levels (the convolutions there are faster so on CPU).
+Any H, W: the input is padded to a multiple of 8 and cropped back.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ class BlockStage(nn.Module):
         self.blocks = nn.ModuleList(SpatialMambaBlock(dim, drop_path=p, **block_kw) for p in drop_paths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
+        x = x.permute(0, 2, 3, 1).contiguous()
         for blk in self.blocks:
             x = checkpoint(blk, x, use_reentrant=False) if self.use_checkpoint and self.training else blk(x)
-        return x.permute(0, 3, 1, 2).contiguous()
+        return x.permute(0, 3, 1, 2)  # channels-last memory, which the convolutions after it run faster on
 
 
 class Downsample(nn.Sequential):

@@ -1,7 +1,8 @@
 """The SASF core op (scan + structure-aware state fusion + readout) and its backend dispatch.
 
 ``sasf_core`` picks Triton for CUDA tensors when Triton imports (float32/16, bfloat16; float64 goes to
-the reference), else the pure-PyTorch reference.
+the reference), else the pure-PyTorch reference (computed by ``sasf_core_inference``, its in-place
+twin, when autograd is off).
 Override per call with ``backend=`` or globally with ``SPATIAL_RESTORE_BACKEND=reference|triton``.
 The choice is logged once per (backend, device type) and reported by ``last_backend()``.
 """
@@ -14,7 +15,7 @@ import os
 
 import torch
 
-from .reference import linear_scan, sasf_core_ref, selective_scan_ref, state_fusion_ref
+from .reference import linear_scan, sasf_core_inference, sasf_core_ref, selective_scan_ref, state_fusion_ref
 
 __all__ = [
     "BACKENDS",
@@ -23,6 +24,7 @@ __all__ = [
     "linear_scan",
     "resolve_backend",
     "sasf_core",
+    "sasf_core_inference",
     "sasf_core_ref",
     "selective_scan_ref",
     "state_fusion_ref",
@@ -101,5 +103,8 @@ def sasf_core(
         _logged.add(key)
         logger.info("SASF core op: %s backend on %s", name, u.device.type)
     _last = name
-    fn = _triton_impl().sasf_core_triton if name == "triton" else sasf_core_ref
+    if name == "triton":
+        fn = _triton_impl().sasf_core_triton
+    else:
+        fn = sasf_core_ref if torch.is_grad_enabled() else sasf_core_inference
     return fn(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width)

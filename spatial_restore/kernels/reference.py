@@ -5,6 +5,9 @@ chunked: ``CHUNK`` vectorised steps scan every chunk at once, and the chunk carr
 same way, recursively, so the Python loop never runs over the sequence length (1024x1024 images have
 L ~ 10^6 steps). All decays are exp(dt*A) <= 1, so their products cannot overflow, and no step
 divides by a decay (the cumsum-of-logs shortcut would overflow when dt*A is large).
+
+``sasf_core_inference`` computes the same op for inference (no autograd): channels innermost and in
+place, which makes it several times faster on CPU; it is tested against ``sasf_core_ref``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,26 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int = CHUNK) -> torch.T
     return h.movedim(0, -1).reshape(*lead, -1)[..., :n]
 
 
+def _linear_scan_(a: torch.Tensor, h: torch.Tensor, chunk: int = CHUNK) -> None:
+    """``linear_scan`` in place along dim 1 of (batch, n, d): h_t += a_t h_{t-1}; a is overwritten.
+
+    The same two-level chunked scan, with no temporaries, and every step a pass over contiguous rows
+    of d channels (``linear_scan`` steps through a (b, d, L) layout one element per cache line). The
+    last element of each chunk is the chunk carry, so the carries are scanned where they lie.
+    """
+    n = h.shape[1]
+    full = n - n % chunk if n > chunk else 0  # the part scanned chunk-wise; the rest step by step
+    if full:
+        ac, hc = a[:, :full].unflatten(1, (-1, chunk)), h[:, :full].unflatten(1, (-1, chunk))
+        for t in range(1, chunk):  # scan inside every chunk; a becomes the cumulative decay
+            hc[:, :, t].addcmul_(ac[:, :, t], hc[:, :, t - 1])
+            ac[:, :, t].mul_(ac[:, :, t - 1])
+        _linear_scan_(ac[:, :, -1], hc[:, :, -1], chunk)  # the carries: states at the chunk ends
+        hc[:, 1:, :-1].addcmul_(ac[:, 1:, :-1], hc[:, :-1, -1:])  # add the carry entering each chunk
+    for t in range(max(full, 1), n):
+        h[:, t].addcmul_(a[:, t], h[:, t - 1])
+
+
 def selective_scan_ref(
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, dt_bias: torch.Tensor
 ) -> torch.Tensor:
@@ -101,3 +124,39 @@ def sasf_core_ref(
     h = selective_scan_ref(u, delta, A, B, dt_bias).view(b, d, height, width)
     fused = state_fusion_ref(h, fusion_kernels.to(dtype), alpha.to(dtype)).reshape(b, d, length)
     return fused * C.to(dtype) + Dskip.to(dtype)[:, None] * u.to(dtype)
+
+
+@torch.no_grad()
+def sasf_core_inference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    Dskip: torch.Tensor,
+    dt_bias: torch.Tensor,
+    fusion_kernels: torch.Tensor,
+    alpha: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """``sasf_core_ref`` without autograd, computed channels-last (b, L, d) and in place.
+
+    Returns a (b, d, L) view of channels-last memory (free when the caller wants channels-last, as
+    the model does); inputs of that layout are read without copies.
+    """
+    b, d, length = u.shape
+    dtype = compute_dtype(u)
+    u = u.to(dtype).transpose(1, 2)
+    dt = F.softplus(delta.to(dtype).transpose(1, 2) + dt_bias.to(dtype)).contiguous()
+    a = (dt * A.to(dtype).view(d)).exp_()
+    h = dt.mul_(B.to(dtype).transpose(1, 2)).mul_(u)
+    _linear_scan_(a, h)
+    h = h.view(b, height, width, d).permute(0, 3, 1, 2)  # channels-last (b, d, H, W)
+    y = None
+    for dil, kernel, weight in zip(DILATIONS, fusion_kernels.to(dtype), alpha.to(dtype)):
+        padded = F.pad(h, (dil,) * 4, mode="replicate")
+        term = F.conv2d(padded, (weight * kernel).unsqueeze(1), dilation=dil, groups=d)  # alpha folded in
+        y = term if y is None else y.add_(term)
+    y = y.permute(0, 2, 3, 1).reshape(b, length, d)
+    return y.mul_(C.to(dtype).transpose(1, 2)).addcmul_(u, Dskip.to(dtype)).transpose(1, 2)
