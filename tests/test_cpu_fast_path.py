@@ -14,7 +14,10 @@ from spatial_restore.kernels.reference import _linear_scan_, linear_scan
 
 
 def fresh_seed() -> int:
-    return random.SystemRandom().randrange(2**31)
+    """A new seed each run, printed so that pytest shows it with a failure (to reproduce it)."""
+    seed = random.SystemRandom().randrange(2**31)
+    print(f"seed {seed}")
+    return seed
 
 
 def core_inputs(b, d, height, width, dtype, seed, channels_last=False):
