@@ -184,7 +184,6 @@ def train_options(name: str, args: argparse.Namespace, per_device: int, num_gpu:
     """basicsr options: blind Gaussian denoising on the photos, validation at sigma 25 only after training."""
     cuda = args.device == "cuda"
     workers = 4 if cuda else 0
-    preset = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS[args.preset].items()}
     return {
         "name": name, "model_type": "RestorationModel", "num_gpu": num_gpu, "manual_seed": SEED,
         "datasets": {
@@ -194,7 +193,7 @@ def train_options(name: str, args: argparse.Namespace, per_device: int, num_gpu:
                       "dataset_enlarge_ratio": enlarge, "pin_memory": cuda, "persistent_workers": workers > 0},
             "val": val_dataset(args),
         },
-        "network_g": {"type": "SpatialMambaUNet", "in_channels": 3, **preset},
+        "network_g": network_options(args.preset),
         "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None},
         "train": {
             "ema_decay": 0.999, "amp": None if args.amp == "none" else args.amp, "grad_clip": 0.01,
@@ -216,14 +215,19 @@ def train_options(name: str, args: argparse.Namespace, per_device: int, num_gpu:
 
 def test_options(name: str, args: argparse.Namespace, weights: Path) -> dict:
     """``spatial_restore.test`` on the validation set of the training run, with the given weights."""
-    preset = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS[args.preset].items()}
     return {
         "name": name, "model_type": "RestorationModel", "num_gpu": 1 if args.device == "cuda" else 0,
         "manual_seed": SEED, "datasets": {"test_1": val_dataset(args)},
-        "network_g": {"type": "SpatialMambaUNet", "in_channels": 3, **preset},
+        "network_g": network_options(args.preset),
         "path": {"pretrain_network_g": str(weights), "param_key_g": "params_ema", "strict_load_g": True},
         "val": {"save_img": False, "suffix": None, "metrics": psnr_metric()},
     }
+
+
+def network_options(preset: str) -> dict:
+    """``network_g`` of the preset, with lists where the preset has tuples (plain YAML)."""
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS[preset].items()}
+    return {"type": "SpatialMambaUNet", "in_channels": 3, **values}
 
 
 def val_dataset(args: argparse.Namespace) -> dict:
