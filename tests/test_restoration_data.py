@@ -72,6 +72,29 @@ def test_grey_prob_desaturates_clean_crops_but_not_the_noise(tmp_path):
             GaussianNoiseDataset({**opt, **bad})
 
 
+def test_scale_range_crops_a_larger_region_and_area_downscales_it(tmp_path):
+    # 8-px stripes: a crop at scale s shows stripes 8*s px wide, so the count of stripe edges in a
+    # 32-px crop tells the scale that was used.
+    stripes = np.repeat((np.arange(160) // 8 % 2 * 255).astype(np.uint8), 3).reshape(1, 160, 3)
+    cv2.imwrite(str(tmp_path / "s.png"), np.repeat(stripes, 160, axis=0))
+    opt = noise_opt(tmp_path, phase="train", gt_size=32, use_rot=False, use_hflip=False)
+
+    def edges(sample: dict) -> int:
+        bright = sample["gt"][0, 0].numpy() >= 0.5  # a blended edge pixel falls on one side
+        return int((bright[1:] != bright[:-1]).sum())
+
+    assert {edges(GaussianNoiseDataset(opt)[0]) for _ in range(6)} <= {3, 4}  # 32 px / 8 px stripes
+    halved = [GaussianNoiseDataset({**opt, "scale_range": [0.5, 0.5]})[0] for _ in range(6)]
+    assert all(s["gt"].shape == (3, 32, 32) for s in halved)
+    assert {edges(s) for s in halved} <= {7, 8}  # 64 px of stripes in 32 px
+    assert all(0 <= float(s["gt"].min()) and float(s["gt"].max()) <= 1 for s in halved)
+    grey = GaussianNoiseDataset({**opt, "channels": 1, "scale_range": [0.5, 0.5]})[0]
+    assert grey["gt"].shape == (1, 32, 32)
+    for bad in ([0, 1], [0.8, 0.5], [0.5, 1.5], [0.5]):
+        with pytest.raises(ValueError, match="scale_range"):
+            GaussianNoiseDataset({**opt, "scale_range": bad})
+
+
 def test_grey_dataset_has_one_channel(tmp_path):
     write_images(tmp_path, ["a.png"])
     sample = GaussianNoiseDataset(noise_opt(tmp_path, channels=1))[0]

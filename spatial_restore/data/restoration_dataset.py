@@ -86,7 +86,9 @@ class GaussianNoiseDataset(Dataset):
     gt_size / use_hflip / use_rot (training crops), grey_prob (colour training only: the probability that
     a clean crop is desaturated to grey before the noise is added; colour photo sets rarely hold grey
     photos, and a model that never saw one leaves colour noise on them instead of averaging the three
-    noisy channels), clip (clip noisy input to [0, 1]; default off, as in the Gaussian denoising
+    noisy channels), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
+    larger, s log-uniform in [lo, hi] <= 1, and area-downscaled to gt_size; denser fine texture and thin
+    lines than the photos hold at their own scale, as in DnCNN's multi-scale training), clip (clip noisy input to [0, 1]; default off, as in the Gaussian denoising
     literature), cache (decode every image once and keep it; for small sets), seed (validation noise
     seed, default 0). Validation always uses the fixed ``sigma``.
     """
@@ -111,6 +113,9 @@ class GaussianNoiseDataset(Dataset):
         if not 0.0 <= self.grey_prob <= 1.0 or (self.grey_prob and self.channels != 3):
             raise ValueError(f"grey_prob must be in [0, 1] and needs channels: 3, got {self.grey_prob} "
                              f"with channels: {self.channels}")
+        self.scale_range = tuple(float(s) for s in opt.get("scale_range", (1.0, 1.0)))
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1] <= 1:
+            raise ValueError(f"scale_range must be [lo, hi] with 0 < lo <= hi <= 1, got {opt.get('scale_range')}")
         self.cache = [read_image(p, self.channels) for p in self.paths] if opt.get("cache") else None
 
     def __len__(self) -> int:
@@ -121,8 +126,14 @@ class GaussianNoiseDataset(Dataset):
         gt = self.cache[index] if self.cache is not None else read_image(path, self.channels)
         if self.train:
             rng = sample_rng()
-            (gt,) = random_crop_augment([gt], int(self.opt["gt_size"]), self.opt.get("use_hflip", True),
+            size = int(self.opt["gt_size"])
+            scale = float(np.exp(rng.uniform(*np.log(self.scale_range))))
+            region = min(round(size / scale), *gt.shape[:2]) if scale < 1 else size
+            (gt,) = random_crop_augment([gt], region, self.opt.get("use_hflip", True),
                                         self.opt.get("use_rot", True), rng, str(path))
+            if region != size:
+                gt = cv2.resize(np.ascontiguousarray(gt), (size, size), interpolation=cv2.INTER_AREA)
+                gt = gt.reshape(size, size, -1)  # cv2 drops a single channel axis
             if self.grey_prob and rng.random() < self.grey_prob:
                 gt = np.repeat(gt @ LUMA_RGB[:, None], 3, axis=2)
         else:
