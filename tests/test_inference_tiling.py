@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from spatial_restore.archs import SpatialMambaUNet
 from spatial_restore.inference.restorer import Restorer
-from spatial_restore.inference.tiling import tile_starts, window
+from spatial_restore.inference.tiling import MIN_CONTEXT, tile_length, tile_starts, window
 from spatial_restore.metrics import psnr
 
 
@@ -25,6 +25,37 @@ def test_tile_starts_cover_the_image_with_the_overlap():
     assert starts[0] == 0 and starts[-1] == 500 - 128
     assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:]))
     assert tile_starts(100, 128, 32) == [0]
+
+
+def test_tile_length_keeps_the_tile_count_and_shrinks_the_tiles():
+    # A 4K frame at tile 1024 / overlap 64: 4 x 3 tiles either way, but 1008 x 768 instead of 1024 x 1024.
+    assert (tile_length(3840, 1024, 64, 8), tile_length(2160, 1024, 64, 8)) == (1008, 768)
+    assert tile_length(512, 480, 64, 8) == 448 == MIN_CONTEXT  # not 288: that would cut the scan's context
+    assert tile_length(512, 384, 64, 8) == 384  # never above the tile asked for
+    for size, tile, overlap, multiple in [(3840, 1024, 64, 8), (2160, 1024, 64, 8), (1025, 1024, 64, 8),
+                                          (500, 128, 32, 1), (517, 100, 10, 8), (100, 128, 32, 8),
+                                          (1500, 1000, 64, 8), (512, 384, 64, 8)]:
+        length = tile_length(size, tile, overlap, multiple)
+        starts = tile_starts(size, length, overlap)
+        assert min(tile, size, MIN_CONTEXT) <= length <= min(tile, size)
+        assert len(starts) == len(tile_starts(size, min(tile, size), overlap))  # no extra tiles
+        assert starts[-1] + length == size and all(b - a <= length - overlap for a, b in zip(starts, starts[1:]))
+    assert tile_length(100, 128, 32, 8) == 100
+
+
+def test_compile_option_runs_the_compiled_network(monkeypatch):
+    compiled = []
+
+    def fake_compile(model, **kwargs):  # stands in for torch.compile (no C++ toolchain needed here)
+        compiled.append(kwargs)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    net = nn.Conv2d(3, 3, 3, padding=1)
+    image = smooth_image(20, 24)
+    plain, fast = Restorer(net), Restorer(net, compile=True)
+    assert compiled == [{"dynamic": False}]
+    np.testing.assert_allclose(fast(image), plain(image), rtol=0, atol=0)
 
 
 def test_window_fades_only_towards_neighbours():

@@ -8,6 +8,8 @@ computed on float RGB (no quantisation, no border crop) and averaged over the im
   rounded; h = hColor = 0.7 sigma (best of 0.5/0.7/0.9/1.1 sigma on crops of train photos, never val).
 - CBM3D: PyPI ``bm3d`` (``bm3d_rgb``) on the unclipped float image, told the true sigma.
 - ours: the default model (blind: it is not told sigma), or ``--model``.
+- ours_x8 (opt-in, 8x the time): the same model with the x8 flip/rotation self-ensemble of
+  ``inference.py --self-ensemble``; it averages out the direction of the network's raster scan.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -23,8 +26,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "photos" / "val"
 NLM_H_PER_SIGMA = 0.7
-METHODS = ("noisy", "nlm", "cbm3d", "ours")
-LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", "ours": "ours (blind)"}
+METHODS = ("noisy", "nlm", "cbm3d", "ours", "ours_x8")
+DEFAULT_METHODS = METHODS[:4]
+LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", "ours": "ours (blind)",
+          "ours_x8": "ours (blind, ×8 ensemble)"}
 
 
 def noisy_version(clean: np.ndarray, sigma: float) -> np.ndarray:
@@ -68,12 +73,17 @@ def load_images(folder: Path, limit: int | None) -> list[tuple[str, np.ndarray]]
     return images
 
 
-def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list[str], restore) -> dict:
-    """{sigma: {method: {"psnr", "ssim", "seconds"} means}} plus per-image values."""
+def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list[str],
+        restorers: dict[str, Callable[[np.ndarray], np.ndarray]]) -> dict:
+    """{sigma: {method: {"psnr", "ssim", "seconds"} means}} plus per-image values.
+
+    ``restorers`` maps our methods ("ours", "ours_x8") to a float32 HxWx3 -> HxWx3 function.
+    """
     from ..metrics import psnr, ssim
 
-    denoisers = {"noisy": lambda x, s: x, "nlm": nlm, "cbm3d": cbm3d,
-                 "ours": lambda x, s: restore(x.astype(np.float32)).astype(np.float64)}
+    denoisers = {"noisy": lambda x, s: x, "nlm": nlm, "cbm3d": cbm3d}
+    for method, restore in restorers.items():
+        denoisers[method] = lambda x, s, restore=restore: restore(x.astype(np.float32)).astype(np.float64)
     results: dict = {}
     for sigma in sigmas:
         per_method: dict = {}
@@ -107,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m spatial_restore.bench quality", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clean images (default: %(default)s)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50], help="default: %(default)s")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated subset of {','.join(METHODS)} (default: %(default)s)")
     parser.add_argument("--model", default="default", help="our model: shipped name or path (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -121,8 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     if "cbm3d" in methods:
         require_bm3d()
     images = load_images(args.data, args.limit)
-    restore, model_info = None, None
-    if "ours" in methods:
+    restorers, model_info = {}, None
+    if {"ours", "ours_x8"} & set(methods):
         from ..inference.restorer import Restorer, pick_device
         from ..weights import ModelNotFound, load_model
 
@@ -130,10 +141,11 @@ def main(argv: list[str] | None = None) -> None:
             model, card = load_model(args.model)
         except ModelNotFound as err:
             raise SystemExit(f"{err}\n(or compare the baselines alone with --methods noisy,nlm,cbm3d)") from err
-        restore = Restorer(model, pick_device(args.device), args.precision, stride=card.stride,
-                           in_channels=card.in_channels)
+        for method in {"ours", "ours_x8"} & set(methods):
+            restorers[method] = Restorer(model, pick_device(args.device), args.precision, stride=card.stride,
+                                         in_channels=card.in_channels, self_ensemble=method == "ours_x8")
         model_info = card.summary()
-    results = run(images, args.sigmas, methods, restore)
+    results = run(images, args.sigmas, methods, restorers)
     print(f"\nMean over {len(images)} image(s) of {args.data} (PSNR dB / SSIM):\n")
     print(table(results, methods))
     if args.json:

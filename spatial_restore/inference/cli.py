@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write OUTDIR/compare/<name>.png: input | output | ground truth")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average over the 8 flips/rotations (8x slower, usually a little better)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network: each new image/tile size first compiles (about a "
+                             "minute), then runs about 2x faster on a GPU; for many or large images")
     return parser
 
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     restorer = Restorer(model, device, args.precision, args.tile or None, args.tile_overlap, args.self_ensemble,
-                        card.stride, card.in_channels)
+                        card.stride, card.in_channels, compile=args.compile)
     if args.gt is not None or args.add_noise:
         reason = lpips_unavailable()
         if reason:

@@ -54,11 +54,14 @@ class Restorer:
     self_ensemble: bool = False
     stride: int = 8  # the network's size multiple; smaller images are edge-padded up to it
     in_channels: int = 3
+    compile: bool = False  # torch.compile the network (compiled once per tile/image shape: pays off on batches)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         self.model = self.model.to(self.device).eval()
+        if self.compile:
+            self.model = torch.compile(self.model, dynamic=False)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
         """One forward pass on a device tensor, in the chosen precision, returned as float32."""
@@ -81,7 +84,7 @@ class Restorer:
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         if self.tile and max(x.shape[2:]) > self.tile:
-            y = tiled_forward(self._forward, x, self.tile, self.tile_overlap, self.device)
+            y = tiled_forward(self._forward, x, self.tile, self.tile_overlap, self.device, self.stride)
         else:
             y = self._forward(x.to(self.device)).cpu()
         return y[0, :, :height, :width].permute(1, 2, 0).numpy()

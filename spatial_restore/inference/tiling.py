@@ -5,6 +5,13 @@ the summed weights. Along an edge shared with a neighbouring tile the window is 
 of the overlap (where a tile's own border effects live), then rises linearly to 1 at three quarters of
 it; along the image border it stays 1. Neighbours thus cross-fade instead of meeting at a visible seam,
 and a network whose receptive field fits in a quarter of the overlap gives exactly the untiled result.
+
+Tiles are balanced: an axis that needs n tiles of at most ``tile`` pixels gets n tiles of the smallest
+length that still covers it with the overlap (rounded up to the network's size multiple), so a
+3840x2160 image at tile 1024 runs 12 tiles of 1008x768 rather than 12 of 1024x1024 (26% fewer pixels).
+Balancing stops at MIN_CONTEXT pixels: a shorter tile cuts the global scan's context enough to cost
+measurable quality (on a 512x512 photo: 0.18 dB at 288-pixel tiles, 0.08 at 384, 0.03 at 448;
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+MIN_CONTEXT = 448  # balanced tiles are never shorter than this (nor than ``tile`` where that is shorter)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -23,6 +31,16 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     stride = tile - overlap
     starts = list(range(0, size - tile, stride))
     return starts + [size - tile]
+
+
+def tile_length(size: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The shortest tile (<= ``tile``, a multiple of ``multiple`` where possible, >= MIN_CONTEXT) covering
+    ``size`` with as few tiles as ``tile`` itself needs."""
+    if size <= tile:
+        return size
+    count = -(-(size - overlap) // (tile - overlap))
+    length = -(-(size + (count - 1) * overlap) // count)
+    return min(tile, max(-(-length // multiple) * multiple, MIN_CONTEXT))
 
 
 def window(length: int, overlap: int, fade_start: bool, fade_end: bool) -> torch.Tensor:
@@ -38,12 +56,16 @@ def window(length: int, overlap: int, fade_start: bool, fade_end: bool) -> torch
     return weights
 
 
-def tiled_forward(forward: Forward, image: torch.Tensor, tile: int, overlap: int, device: torch.device) -> torch.Tensor:
-    """Run ``forward`` on (1, C, H, W) ``image`` (on CPU) tile by tile on ``device``; returns a CPU float tensor."""
+def tiled_forward(forward: Forward, image: torch.Tensor, tile: int, overlap: int, device: torch.device,
+                  multiple: int = 1) -> torch.Tensor:
+    """Run ``forward`` on (1, C, H, W) ``image`` (on CPU) tile by tile on ``device``; returns a CPU float tensor.
+
+    Tiles are at most ``tile`` pixels on a side; ``multiple`` is the size multiple the network prefers.
+    """
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, tile): got tile {tile}, overlap {overlap}")
     _, _, height, width = image.shape
-    th, tw = min(tile, height), min(tile, width)
+    th, tw = tile_length(height, tile, overlap, multiple), tile_length(width, tile, overlap, multiple)
     out: torch.Tensor | None = None
     weight = torch.zeros(height, width)
     for top in tile_starts(height, th, overlap):
