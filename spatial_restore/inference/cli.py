@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="default: %(default)s")
     parser.add_argument("--tile", type=int, default=AUTO_TILE, metavar="N",
-                        help="process images larger than N pixels on a side in NxN tiles; 0 disables "
-                             "(default: %(default)s)")
+                        help="process images larger than N pixels on a side in tiles of at most NxN (as few "
+                             "as N allows, each as small as covers the image); 0 disables (default: %(default)s)")
     parser.add_argument("--tile-overlap", type=int, default=64, metavar="N",
                         help="overlap between tiles, blended with linear ramps (default: %(default)s)")
     parser.add_argument("--gt", type=Path, metavar="PATH",
