@@ -103,6 +103,14 @@ def test_refuses_to_write_over_inputs(tmp_path, model, capsys):
     assert (tmp_path / "a.png").read_bytes() == before
 
 
+def test_compile_on_the_cpu_is_refused_before_anything_runs(tmp_path, model, capsys):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    code, _, err = run(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--model", model,
+                       "--device", "cpu", "--compile")
+    assert code == 2 and "--compile is for CUDA devices" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_outputs_kept_unless_overwrite(tmp_path, model, capsys):
     Image.fromarray(photo()).save(tmp_path / "a.png")
     (tmp_path / "out").mkdir()

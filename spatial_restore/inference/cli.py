@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average over the 8 flips/rotations (8x slower, usually a little better)")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the network: each new image/tile size first compiles (about a "
-                             "minute), then runs about 2x faster on a GPU; for many or large images")
+                        help="torch.compile the network (CUDA only): each new image/tile size first compiles "
+                             "(about a minute), then runs about 2x faster; for many or large images")
     return parser
 
 
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = expand_inputs(args.inputs, log)
     try:
         device = pick_device(args.device)
+        if args.compile and device.type != "cuda":
+            raise ValueError("--compile is for CUDA devices: on the CPU, compiling the reference scan takes "
+                             "longer than it saves (over 7 minutes for a 512x512 image)")
         model, card = load_model(args.model, args.task)
         options = Options(gt=args.gt, add_noise=args.add_noise, seed=args.seed, compare=args.compare,
                           overwrite=args.overwrite, stride=card.stride)
