@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="average over the 8 flips/rotations (8x slower, usually a little better)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the network (CUDA only): each new image/tile size first compiles "
-                             "(about a minute), then runs about 2x faster; for many or large images")
+                             "(about a minute), then the network runs about 2x faster; for long batches")
     return parser
 
 
