@@ -88,8 +88,8 @@ class GaussianNoiseDataset(Dataset):
     photos, and a model that never saw one leaves colour noise on them instead of averaging the three
     noisy channels), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
     larger, s log-uniform in [lo, hi] <= 1, and area-downscaled to gt_size; denser fine texture and thin
-    lines than the photos hold at their own scale, as in DnCNN's multi-scale training), clip (clip noisy input to [0, 1]; default off, as in the Gaussian denoising
-    literature), cache (decode every image once and keep it; for small sets), seed (validation noise
+    lines than the photos hold at their own scale, as in DnCNN's multi-scale training), clip (clip noisy
+    input to [0, 1]; default off, as in the Gaussian denoising literature), cache (decode every image once and keep it; for small sets), seed (validation noise
     seed, default 0). Validation always uses the fixed ``sigma``.
     """
 
