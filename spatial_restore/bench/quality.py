@@ -28,6 +28,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "photos" / "val"
 NLM_H_PER_SIGMA = 0.7
 METHODS = ("noisy", "nlm", "cbm3d", "ours", "ours_x8")
 DEFAULT_METHODS = METHODS[:4]
+OUR_METHODS = ("ours", "ours_x8")  # run by our model; the ensemble one with self_ensemble
 LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", "ours": "ours (blind)",
           "ours_x8": "ours (blind, ×8 ensemble)"}
 
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         require_bm3d()
     images = load_images(args.data, args.limit)
     restorers, model_info = {}, None
-    if {"ours", "ours_x8"} & set(methods):
+    ours = [m for m in methods if m in OUR_METHODS]
+    if ours:
         from ..inference.restorer import Restorer, pick_device
         from ..weights import ModelNotFound, load_model
 
@@ -141,9 +143,9 @@ def main(argv: list[str] | None = None) -> None:
             model, card = load_model(args.model)
         except ModelNotFound as err:
             raise SystemExit(f"{err}\n(or compare the baselines alone with --methods noisy,nlm,cbm3d)") from err
-        for method in {"ours", "ours_x8"} & set(methods):
-            restorers[method] = Restorer(model, pick_device(args.device), args.precision, stride=card.stride,
-                                         in_channels=card.in_channels, self_ensemble=method == "ours_x8")
+        device = pick_device(args.device)
+        restorers = {m: Restorer(model, device, args.precision, stride=card.stride, in_channels=card.in_channels,
+                                 self_ensemble=m == "ours_x8") for m in ours}
         model_info = card.summary()
     results = run(images, args.sigmas, methods, restorers)
     print(f"\nMean over {len(images)} image(s) of {args.data} (PSNR dB / SSIM):\n")
