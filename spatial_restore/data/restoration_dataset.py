@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .synthetic import synthetic_image
+
 LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -88,7 +90,9 @@ class GaussianNoiseDataset(Dataset):
     photos, and a model that never saw one leaves colour noise on them instead of averaging the three
     noisy channels), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
     larger, s log-uniform in [lo, hi] <= 1, and area-downscaled to gt_size; denser fine texture and thin
-    lines than the photos hold at their own scale, as in DnCNN's multi-scale training), clip (clip noisy
+    lines than the photos hold at their own scale, as in DnCNN's multi-scale training), synthetic_prob
+    (training only: the probability that a clean crop is a procedural scene from ``synthetic.py``,
+    straight edges and thin regular lines that nature photos rarely hold), clip (clip noisy
     input to [0, 1]; default off, as in the Gaussian denoising literature), cache (decode every image once and keep it; for small sets), seed (validation noise
     seed, default 0). Validation always uses the fixed ``sigma``.
     """
@@ -116,6 +120,9 @@ class GaussianNoiseDataset(Dataset):
         self.scale_range = tuple(float(s) for s in opt.get("scale_range", (1.0, 1.0)))
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1] <= 1:
             raise ValueError(f"scale_range must be [lo, hi] with 0 < lo <= hi <= 1, got {opt.get('scale_range')}")
+        self.synthetic_prob = float(opt.get("synthetic_prob", 0.0))
+        if not 0.0 <= self.synthetic_prob <= 1.0:
+            raise ValueError(f"synthetic_prob must be in [0, 1], got {self.synthetic_prob}")
         self.cache = [read_image(p, self.channels) for p in self.paths] if opt.get("cache") else None
 
     def __len__(self) -> int:
@@ -127,13 +134,11 @@ class GaussianNoiseDataset(Dataset):
         if self.train:
             rng = sample_rng()
             size = int(self.opt["gt_size"])
-            scale = float(np.exp(rng.uniform(*np.log(self.scale_range))))
-            region = min(round(size / scale), *gt.shape[:2]) if scale < 1 else size
-            (gt,) = random_crop_augment([gt], region, self.opt.get("use_hflip", True),
-                                        self.opt.get("use_rot", True), rng, str(path))
-            if region != size:
-                gt = cv2.resize(np.ascontiguousarray(gt), (size, size), interpolation=cv2.INTER_AREA)
-                gt = gt.reshape(size, size, -1)  # cv2 drops a single channel axis
+            if self.synthetic_prob and rng.random() < self.synthetic_prob:
+                gt = synthetic_image(size, rng)
+                gt = gt @ LUMA_RGB[:, None] if self.channels == 1 else gt
+            else:
+                gt = self._photo_crop(gt, size, rng, str(path))
             if self.grey_prob and rng.random() < self.grey_prob:
                 gt = np.repeat(gt @ LUMA_RGB[:, None], 3, axis=2)
         else:
@@ -143,6 +148,17 @@ class GaussianNoiseDataset(Dataset):
         if self.opt.get("clip", False):
             lq = np.clip(lq, 0.0, 1.0)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "lq_path": str(path), "gt_path": str(path)}
+
+    def _photo_crop(self, img: np.ndarray, size: int, rng: np.random.Generator, name: str) -> np.ndarray:
+        """A random crop, flip and rotation; with scale_range, of a larger region area-downscaled to size."""
+        scale = float(np.exp(rng.uniform(*np.log(self.scale_range))))
+        region = min(round(size / scale), *img.shape[:2]) if scale < 1 else size
+        (img,) = random_crop_augment([img], region, self.opt.get("use_hflip", True),
+                                     self.opt.get("use_rot", True), rng, name)
+        if region != size:
+            img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
+            img = img.reshape(size, size, -1)  # cv2 drops a single channel axis
+        return img
 
 
 def find_pairs(root: str | Path, lq_folder: str, gt_folder: str) -> list[tuple[Path, Path]]:
