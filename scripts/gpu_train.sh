@@ -2,7 +2,7 @@
 # Train on the lent GPU machine (see docs/benchmarks.md): one bounded, resumable chunk of a BasicSR run.
 #   bash scripts/gpu_train.sh OPTIONS_YML SECONDS [extra --force_yml entries...]
 # Expects the photos in .carry/photos and wheels in .whl (carried); results (log, EMA weights split in
-# <16 MB parts, training-state iteration) go to $OUT. Re-running on the same warm machine resumes.
+# <16 MB parts: the latest and the best-validated, training-state iteration) go to $OUT. Re-running on the same warm machine resumes.
 set -uo pipefail
 opt=$1; seconds=$2; shift 2
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -22,6 +22,10 @@ grep -E "Validation|psnr|ssim|iter:.*(00|50)0,|End of training|Error|error" "$ou
 exp=experiments/$name
 ls -la "$exp/models" "$exp/training_states" 2>/dev/null | tail -6
 cp "$exp"/train_*.log "$out/" 2>/dev/null
+# the latest EMA weights, and the best-validated ones if they differ
+best=$(grep -ho "Best: [0-9.]* @ [0-9]* iter" "$exp"/train_*.log 2>/dev/null | tail -1 | awk '{print $4}')
 latest=$(ls -t "$exp"/models/net_g_*.safetensors 2>/dev/null | head -1)
-[ -n "$latest" ] && split -b 15M -d "$latest" "$out/$(basename "$latest")."
+for ckpt in "$latest" ${best:+"$exp/models/net_g_$best.safetensors"}; do
+  [ -f "$ckpt" ] && [ ! -e "$out/$(basename "$ckpt").00" ] && split -b 15M -d "$ckpt" "$out/$(basename "$ckpt")."
+done
 true
