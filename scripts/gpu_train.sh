@@ -23,7 +23,7 @@ exp=experiments/$name
 ls -la "$exp/models" "$exp/training_states" 2>/dev/null | tail -6
 cp "$exp"/train_*.log "$out/" 2>/dev/null
 # the latest EMA weights, and the best-validated ones if they differ
-best=$(grep -ho "Best: [0-9.]* @ [0-9]* iter" "$exp"/train_*.log 2>/dev/null | tail -1 | awk '{print $4}')
+best=$(grep -h "# psnr:" "$exp"/train_*.log 2>/dev/null | grep -o "Best: [0-9.]* @ [0-9]* iter" | tail -1 | awk '{print $4}')
 latest=$(ls -t "$exp"/models/net_g_*.safetensors 2>/dev/null | head -1)
 for ckpt in "$latest" ${best:+"$exp/models/net_g_$best.safetensors"}; do
   [ -f "$ckpt" ] && [ ! -e "$out/$(basename "$ckpt").00" ] && split -b 15M -d "$ckpt" "$out/$(basename "$ckpt")."
