@@ -13,6 +13,7 @@ import yaml
 from spatial_restore._pipeline import parse_options, set_option
 from spatial_restore.archs import UNET_PRESETS
 from spatial_restore.data import GaussianNoiseDataset, PairedFolderDataset
+from spatial_restore.data.synthetic import _grating, synthetic_image
 from spatial_restore.losses import PSNRLoss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +94,49 @@ def test_scale_range_crops_a_larger_region_and_area_downscales_it(tmp_path):
     for bad in ([0, 1], [0.8, 0.5], [0.5, 1.5], [0.5]):
         with pytest.raises(ValueError, match="scale_range"):
             GaussianNoiseDataset({**opt, "scale_range": bad})
+
+
+def test_synthetic_scenes_are_seeded_bounded_and_full_of_sharp_edges():
+    scenes = [synthetic_image(64, np.random.default_rng(seed)) for seed in (0, 0, 1)]
+    assert scenes[0].shape == (64, 64, 3) and scenes[0].dtype == np.float32
+    np.testing.assert_array_equal(scenes[0], scenes[1])
+    assert np.abs(scenes[0] - scenes[2]).mean() > 0.05
+    rng = np.random.default_rng(2)
+    for img in (synthetic_image(64, rng) for _ in range(10)):
+        assert 0.0 <= img.min() and img.max() <= 1.0
+        step = np.maximum(np.abs(np.diff(img, axis=0))[:, :-1], np.abs(np.diff(img, axis=1))[:-1]).max(axis=2)
+        assert (step > 0.2).mean() > 0.01  # occlusion edges: a jump of 0.2 between neighbours somewhere
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_synthetic_gratings_are_periodic(seed):
+    # One grating over a flat canvas: its power sits in a few harmonics (a white-noise image of this
+    # size puts about 4 / 16384 of its power in its 4 strongest bins; we ask for 5%).
+    img = np.full((128, 128, 3), 0.5, np.float32)
+    _grating(img, np.random.default_rng(seed))
+    grey = img.mean(axis=2) - img.mean()
+    power = np.abs(np.fft.fft2(grey)) ** 2
+    assert np.sort(power.ravel())[-4:].sum() > 0.05 * power.sum() > 0
+
+
+def test_synthetic_prob_replaces_photo_crops_by_scenes(tmp_path):
+    cv2.imwrite(str(tmp_path / "flat.png"), np.full((48, 48, 3), 128, np.uint8))
+    opt = noise_opt(tmp_path, phase="train", gt_size=32)
+    photo = GaussianNoiseDataset(opt)[0]["gt"]
+    assert float(photo.max() - photo.min()) == 0.0
+    scenes = [GaussianNoiseDataset({**opt, "synthetic_prob": 1.0})[0] for _ in range(3)]
+    assert all(s["gt"].shape == (3, 32, 32) and float(s["gt"].std()) > 0.02 for s in scenes)
+    assert all(abs(float((s["lq"] - s["gt"]).std()) - 25 / 255) < 0.2 * 25 / 255 for s in scenes)
+    grey = GaussianNoiseDataset({**opt, "synthetic_prob": 1.0, "channels": 1})[0]["gt"]
+    assert grey.shape == (1, 32, 32) and float(grey.std()) > 0.02
+    desaturated = GaussianNoiseDataset({**opt, "synthetic_prob": 1.0, "grey_prob": 1.0})[0]["gt"]
+    torch.testing.assert_close(desaturated[0], desaturated[2], rtol=0, atol=0)
+    mixed = [GaussianNoiseDataset({**opt, "synthetic_prob": 0.5})[0]["gt"] for _ in range(40)]
+    n_scenes = sum(float(g.std()) > 0 for g in mixed)
+    assert 8 <= n_scenes <= 32  # binomial(40, 0.5): outside this range has probability < 1e-4
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="synthetic_prob"):
+            GaussianNoiseDataset({**opt, "synthetic_prob": bad})
 
 
 def test_grey_dataset_has_one_channel(tmp_path):
