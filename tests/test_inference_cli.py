@@ -111,6 +111,19 @@ def test_compile_on_the_cpu_is_refused_before_anything_runs(tmp_path, model, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_a_grey_picture_in_an_rgb_file_comes_out_grey_unless_asked_not_to(tmp_path, model, capsys):
+    rng = np.random.default_rng(5)
+    grey = np.repeat(rng.integers(60, 200, (48, 64, 1)), 3, axis=2)
+    noisy = np.clip(grey + rng.normal(0, 20, grey.shape), 0, 255).astype(np.uint8)  # independent per channel
+    Image.fromarray(noisy).save(tmp_path / "g.png")
+    assert run(capsys, tmp_path / "g.png", "-o", tmp_path / "a", "--model", model)[0] == 0
+    assert run(capsys, tmp_path / "g.png", "-o", tmp_path / "b", "--model", model, "--no-keep-grey")[0] == 0
+    kept, raw = (np.asarray(Image.open(tmp_path / d / "g.png")).astype(int) for d in ("a", "b"))
+    assert kept.shape == raw.shape == (48, 64, 3)
+    assert np.abs(kept[..., 0] - kept[..., 2]).max() == 0
+    assert np.abs(raw[..., 0] - raw[..., 2]).max() > 0
+
+
 def test_existing_outputs_kept_unless_overwrite(tmp_path, model, capsys):
     Image.fromarray(photo()).save(tmp_path / "a.png")
     (tmp_path / "out").mkdir()

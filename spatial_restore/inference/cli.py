@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the network (CUDA only): each new image/tile size first compiles "
                              "(about a minute), then the network runs about 2x faster; for long batches")
+    parser.add_argument("--no-keep-grey", dest="keep_grey", action="store_false",
+                        help="keep the output's colour even when the input's channels hold one grey picture "
+                             "(by default such an output is averaged to grey, as for a grey file)")
     return parser
 
 
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     restorer = Restorer(model, device, args.precision, args.tile or None, args.tile_overlap, args.self_ensemble,
-                        card.stride, card.in_channels, compile=args.compile)
+                        card.stride, card.in_channels, compile=args.compile, keep_grey=args.keep_grey)
     if args.gt is not None or args.add_noise:
         reason = lpips_unavailable()
         if reason:

@@ -4,6 +4,7 @@ The network contract is minimal: (N, C, H, W) float in [0, 1] in, same shape out
 to its stride, as SpatialMambaUNet does). What a network cannot take is handled here: images smaller
 than its stride are edge-padded first (reflection padding needs more pixels than it pads), images
 larger than ``tile`` go through overlapping tiles, and a 1-channel network gets colour channel-wise.
+A grey picture stored as colour comes out grey (``keep_grey``), as a grey file does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,28 @@ from .tiling import tiled_forward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_TILE = 1024  # default tile size; images no larger than this in both sides run whole
+GREY_BLOCK = 8  # block size of the white-noise test in holds_one_picture
+GREY_MAX_RATIO = 1.5  # block-mean variance over that of white noise; white noise gives 1 +- 0.03 at 512x512
+
+
+def holds_one_picture(rgb: np.ndarray) -> bool:
+    """True when the three channels hold one grey picture, up to noise that is white and independent per
+    channel: the colour differences R-G and G-B are then zero-mean white noise, whose 8x8 block means
+    have 1/64 of its variance. Any colour structure (a tint included) raises the block-mean variance or
+    the mean. Undecidable inputs (fewer than 16 blocks) count as colour, unless their channels are equal.
+    """
+    diff = (rgb[..., :2].astype(np.float64) - rgb[..., 1:])  # R-G, G-B
+    if not diff.any():
+        return True
+    h, w = (n // GREY_BLOCK * GREY_BLOCK for n in diff.shape[:2])
+    if h * w < 16 * GREY_BLOCK**2:
+        return False
+    diff = diff[:h, :w]
+    variance = diff.var(axis=(0, 1))
+    blocks = diff.reshape(h // GREY_BLOCK, GREY_BLOCK, w // GREY_BLOCK, GREY_BLOCK, 2).mean(axis=(1, 3))
+    ratio = blocks.var(axis=(0, 1)) * GREY_BLOCK**2 / np.maximum(variance, 1e-20)
+    mean_limit = 4 * np.sqrt(variance / (h * w))  # 4 standard errors of the mean of white noise
+    return bool(np.all(ratio < GREY_MAX_RATIO) and np.all(np.abs(diff.mean(axis=(0, 1))) < mean_limit))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -55,6 +78,7 @@ class Restorer:
     stride: int = 8  # the network's size multiple; smaller images are edge-padded up to it
     in_channels: int = 3
     compile: bool = False  # torch.compile the network (compiled once per tile/image shape: pays off on batches)
+    keep_grey: bool = True  # a grey picture in colour channels (holds_one_picture) gets its output averaged to grey
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -87,4 +111,7 @@ class Restorer:
             y = tiled_forward(self._forward, x, self.tile, self.tile_overlap, self.device, self.stride)
         else:
             y = self._forward(x.to(self.device)).cpu()
-        return y[0, :, :height, :width].permute(1, 2, 0).numpy()
+        y = y[0, :, :height, :width].permute(1, 2, 0).numpy()
+        if self.keep_grey and y.shape[2] == 3 and holds_one_picture(rgb):
+            y = np.repeat(y.mean(axis=2, keepdims=True), 3, axis=2)
+        return y
