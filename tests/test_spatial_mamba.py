@@ -124,9 +124,10 @@ def test_sasf_layer_every_intermediate(load_ref, monkeypatch, case):
         return seen["y"]
 
     monkeypatch.setattr(spatial_mamba_arch, "sasf_core", recording_core)
-    hooks = [sasf.in_proj.register_forward_hook(lambda m, i, o: seen.__setitem__("in_proj", o)),
-             sasf.conv2d.register_forward_hook(lambda m, i, o: seen.__setitem__("conv2d", o)),
-             sasf.out_norm.register_forward_hook(lambda m, i, o: seen.__setitem__("out_norm", o)),
+    # Copies: without autograd the layer overwrites these temporaries in place (SiLU, gating).
+    hooks = [sasf.in_proj.register_forward_hook(lambda m, i, o: seen.__setitem__("in_proj", o.clone())),
+             sasf.conv2d.register_forward_hook(lambda m, i, o: seen.__setitem__("conv2d", o.clone())),
+             sasf.out_norm.register_forward_hook(lambda m, i, o: seen.__setitem__("out_norm", o.clone())),
              sasf.out_proj.register_forward_hook(lambda m, i, o: seen.__setitem__("gated", i[0]))]
     with torch.no_grad():
         out = sasf(c["sasf_input"])

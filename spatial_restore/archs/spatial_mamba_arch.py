@@ -44,6 +44,28 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
+def _inplace(x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> bool:
+    """Without autograd, temporaries are overwritten in place: on CPU every fresh activation-sized
+    tensor costs more in page faults than the op that fills it. Never where writing into ``x`` would
+    round the result (a bf16 ``x`` and an fp32 ``y`` under autocast give fp32 out of place)."""
+    return not torch.is_grad_enabled() and (x is None or x.dtype == torch.promote_types(x.dtype, y.dtype))
+
+
+def _add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x + y, written into x without autograd (x must then be a temporary the caller owns)."""
+    return x.add_(y) if _inplace(x, y) else x + y
+
+
+def _mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x * y, written into x without autograd (x must then be a temporary the caller owns)."""
+    return x.mul_(y) if _inplace(x, y) else x * y
+
+
+def _gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact GELU, in place without autograd (x must then be a temporary the caller owns)."""
+    return torch.ops.aten.gelu_(x) if _inplace() else F.gelu(x)
+
+
 class ConvLayer(nn.Module):
     """conv -> optional BatchNorm -> optional ReLU (the official stem/downsampler unit)."""
 
@@ -138,7 +160,6 @@ class StructureAwareSSM(nn.Module):
         self.Ds = nn.Parameter(torch.empty(d_inner))
         self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
         self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=True)
-        self.act = nn.SiLU()
         self.state_fusion = StateFusion(d_inner)
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
@@ -170,7 +191,7 @@ class StructureAwareSSM(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         # Channels-last memory throughout (u, delta, B, C are (b, d, L) views of (b, L, d) memory): the
         # depthwise conv is faster so, the projections need no transposes, the CPU core op reads it as is.
-        u = self.act(self.conv2d(x.permute(0, 3, 1, 2))).flatten(2)  # (b, d, L)
+        u = F.silu(self.conv2d(x.permute(0, 3, 1, 2)), inplace=_inplace()).flatten(2)  # (b, d, L)
         u_cl = u.transpose(1, 2)
         dt_low, B, C = torch.split(F.linear(u_cl, self.x_proj_weight), [self.dt_rank, self.d_state, self.d_state], -1)
         delta = F.linear(dt_low, self.dt_projs_weight).transpose(1, 2)
@@ -185,7 +206,7 @@ class StructureAwareSSM(nn.Module):
         args, z = self.core_inputs(x)
         y = sasf_core(*args, backend=self.backend)
         y = y.view(b, self.d_inner, h, w).permute(0, 2, 3, 1)
-        y = self.out_norm(y.to(self.out_norm.weight.dtype)) * self.act(z)
+        y = _mul(self.out_norm(y.to(self.out_norm.weight.dtype)), F.silu(z, inplace=_inplace()))
         return self.out_proj(y)
 
 
@@ -215,7 +236,8 @@ class GatedDWConvFFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.dwconv(self.project_in(x.permute(0, 3, 1, 2))).chunk(2, dim=1)
-        return self.drop(self.project_out(F.gelu(x1) * x2)).permute(0, 2, 3, 1)
+        # x1 * x2 out of place: a dense product, which project_out reads without a copy
+        return self.drop(self.project_out(_gelu(x1) * x2)).permute(0, 2, 3, 1)
 
 
 FFNS = {"mlp": MLP, "gdfn": GatedDWConvFFN}
@@ -251,10 +273,10 @@ class SpatialMambaBlock(nn.Module):
         return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self._cpe(self.cpe1, x)
-        x = x + self.drop_path(self.self_attention(self.ln_1(x)))
-        x = x + self._cpe(self.cpe2, x)
-        return x + self.drop_path(self.mlp(self.ln_2(x)))
+        x = _add(self._cpe(self.cpe1, x), x)  # the fresh cpe output takes the sum: the input stays intact
+        x = _add(x, self.drop_path(self.self_attention(self.ln_1(x))))
+        x = _add(x, self._cpe(self.cpe2, x))
+        return _add(x, self.drop_path(self.mlp(self.ln_2(x))))
 
 
 class SpatialMambaLayer(nn.Module):
