@@ -14,8 +14,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$opt")
 for arg in "$@"; do case $arg in name=*) name=${arg#name=};; esac; done  # a --force_yml name override
+# every validation set (val, val_*) reads the carried val photos
+vals=$(python3 -c "import yaml,sys; print(' '.join(f'datasets:{k}:dataroot_gt=.carry/photos/val' for k in yaml.safe_load(open(sys.argv[1]))['datasets'] if k.split('_')[0] == 'val'))" "$opt")
 timeout "$seconds" python3 -m spatial_restore.train -opt "$opt" --auto_resume \
-  --force_yml datasets:train:dataroot_gt=.carry/photos/train datasets:val:dataroot_gt=.carry/photos/val "$@" \
+  --force_yml datasets:train:dataroot_gt=.carry/photos/train $vals "$@" \
   > "$out/train_stdout.log" 2>&1
 echo "train exit: $? (124 = stopped by the time limit; resumable)"
 grep -E "Validation|psnr|ssim|iter:.*(00|50)0,|End of training|Error|error" "$out/train_stdout.log" | tail -40

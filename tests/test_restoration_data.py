@@ -73,6 +73,37 @@ def test_grey_prob_desaturates_clean_crops_but_not_the_noise(tmp_path):
             GaussianNoiseDataset({**opt, **bad})
 
 
+def test_grey_noise_prob_shares_one_noise_field_over_the_channels_of_grey_crops(tmp_path):
+    write_images(tmp_path, ["a.png"], size=(48, 50))
+    opt = {**noise_opt(tmp_path, phase="train", gt_size=16), "grey_prob": 1.0}
+    for s in (GaussianNoiseDataset({**opt, "grey_noise_prob": 1.0})[0] for _ in range(4)):
+        noise = s["lq"] - s["gt"]
+        torch.testing.assert_close(noise[0], noise[1], rtol=0, atol=0)
+        torch.testing.assert_close(noise[0], noise[2], rtol=0, atol=0)
+        assert torch.equal(s["gt"][0], s["gt"][1])
+    shared = [GaussianNoiseDataset({**opt, "grey_noise_prob": 0.5})[0] for _ in range(40)]
+    n_shared = sum(bool(torch.equal(*(s["lq"] - s["gt"])[:2])) for s in shared)
+    assert 8 <= n_shared <= 32  # binomial(40, 0.5): outside this range has probability < 1e-4
+    for s in (GaussianNoiseDataset({**opt, "grey_prob": 0.5, "grey_noise_prob": 1.0})[0] for _ in range(12)):
+        is_grey, noise = bool(torch.equal(s["gt"][0], s["gt"][1])), s["lq"] - s["gt"]
+        assert torch.equal(noise[0], noise[1]) == is_grey  # colour crops keep independent noise
+    for bad in ({"grey_noise_prob": 1.5}, {"grey_noise_prob": 0.5, "grey_prob": 0.0}):
+        with pytest.raises(ValueError, match="grey_noise_prob"):
+            GaussianNoiseDataset({**opt, **bad})
+
+
+def test_grey_validation_is_desaturated_with_shared_noise_and_the_same_every_time(tmp_path):
+    write_images(tmp_path, ["a.png", "b.png"], size=(24, 40))
+    opt = {**noise_opt(tmp_path, sigma=14.43), "grey_prob": 1.0, "grey_noise_prob": 1.0}
+    first, again = GaussianNoiseDataset(opt)[1], GaussianNoiseDataset(opt)[1]
+    torch.testing.assert_close(first["lq"], again["lq"], rtol=0, atol=0)
+    noise = first["lq"] - first["gt"]
+    torch.testing.assert_close(noise[0], noise[2], rtol=0, atol=0)
+    assert abs(float(noise.std()) - 14.43 / 255) < 0.15 * 14.43 / 255  # 960 samples: s.e. of the std ~2.3%
+    plain = GaussianNoiseDataset(noise_opt(tmp_path, sigma=14.43))[1]
+    assert (plain["gt"][0] - plain["gt"][1]).abs().max() > 0.1  # validation without grey_prob stays colour
+
+
 def test_scale_range_crops_a_larger_region_and_area_downscales_it(tmp_path):
     # 8-px stripes: a crop at scale s shows stripes 8*s px wide, so the count of stripe edges in a
     # 32-px crop tells the scale that was used.

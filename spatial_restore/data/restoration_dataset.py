@@ -85,10 +85,13 @@ class GaussianNoiseDataset(Dataset):
 
     Options: dataroot_gt, phase ('train'|'val'), sigma (fixed, 0-255 scale) or sigma_range [lo, hi]
     (training only: blind denoising, sigma uniform per sample), channels (3 colour, 1 grey),
-    gt_size / use_hflip / use_rot (training crops), grey_prob (colour training only: the probability that
-    a clean crop is desaturated to grey before the noise is added; colour photo sets rarely hold grey
-    photos, and a model that never saw one leaves colour noise on them instead of averaging the three
-    noisy channels), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
+    gt_size / use_hflip / use_rot (training crops), grey_prob (colour only: the probability that a clean
+    crop is desaturated to grey before the noise is added; colour photo sets rarely hold grey photos, and
+    a model that never saw one leaves colour noise on them instead of averaging the three noisy channels),
+    grey_noise_prob (the probability that such a grey crop gets one noise field shared by its three
+    channels, as a grey file read as colour has, or a grey picture averaged over its channels: a model
+    trained on independent noise only reads shared noise as grey texture and leaves it; grey_prob 1 with
+    grey_noise_prob 1 in validation measures that path), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
     larger, s log-uniform in [lo, hi] <= 1, and area-downscaled to gt_size; denser fine texture and thin
     lines than the photos hold at their own scale, as in DnCNN's multi-scale training), synthetic_prob
     (training only: the probability that a clean crop is a procedural scene from ``synthetic.py``,
@@ -117,6 +120,9 @@ class GaussianNoiseDataset(Dataset):
         if not 0.0 <= self.grey_prob <= 1.0 or (self.grey_prob and self.channels != 3):
             raise ValueError(f"grey_prob must be in [0, 1] and needs channels: 3, got {self.grey_prob} "
                              f"with channels: {self.channels}")
+        self.grey_noise_prob = float(opt.get("grey_noise_prob", 0.0))
+        if not 0.0 <= self.grey_noise_prob <= 1.0 or (self.grey_noise_prob and not self.grey_prob):
+            raise ValueError(f"grey_noise_prob must be in [0, 1] and needs grey_prob > 0, got {self.grey_noise_prob}")
         self.scale_range = tuple(float(s) for s in opt.get("scale_range", (1.0, 1.0)))
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1] <= 1:
             raise ValueError(f"scale_range must be [lo, hi] with 0 < lo <= hi <= 1, got {opt.get('scale_range')}")
@@ -139,12 +145,15 @@ class GaussianNoiseDataset(Dataset):
                 gt = gt @ LUMA_RGB[:, None] if self.channels == 1 else gt
             else:
                 gt = self._photo_crop(gt, size, rng, str(path))
-            if self.grey_prob and rng.random() < self.grey_prob:
-                gt = np.repeat(gt @ LUMA_RGB[:, None], 3, axis=2)
         else:
             rng = np.random.default_rng(validation_seed(path.name, int(self.opt.get("seed", 0))))
+        noise_shape = gt.shape
+        if self.grey_prob and rng.random() < self.grey_prob:
+            gt = np.repeat(gt @ LUMA_RGB[:, None], 3, axis=2)
+            if self.grey_noise_prob and rng.random() < self.grey_noise_prob:
+                noise_shape = (*gt.shape[:2], 1)  # one field, broadcast over the three channels
         sigma = rng.uniform(*self.sigma_range) if self.sigma_range[0] < self.sigma_range[1] else self.sigma_range[0]
-        lq = gt + rng.standard_normal(gt.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+        lq = gt + rng.standard_normal(noise_shape, dtype=np.float32) * np.float32(sigma / 255.0)
         if self.opt.get("clip", False):
             lq = np.clip(lq, 0.0, 1.0)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "lq_path": str(path), "gt_path": str(path)}
