@@ -89,9 +89,9 @@ class GaussianNoiseDataset(Dataset):
     crop is desaturated to grey before the noise is added; colour photo sets rarely hold grey photos, and
     a model that never saw one leaves colour noise on them instead of averaging the three noisy channels),
     grey_noise_prob (the probability that such a grey crop gets one noise field shared by its three
-    channels, as a grey file read as colour has, or a grey picture averaged over its channels: a model
-    trained on independent noise only reads shared noise as grey texture and leaves it; grey_prob 1 with
-    grey_noise_prob 1 in validation measures that path), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
+    channels, as a noisy grey file read as colour has: a model trained on independent noise only reads
+    shared noise as grey texture and leaves it; grey_prob 1 with grey_noise_prob 1 in validation
+    measures that case), scale_range [lo, hi] (training only: each crop is taken from a region 1/s times
     larger, s log-uniform in [lo, hi] <= 1, and area-downscaled to gt_size; denser fine texture and thin
     lines than the photos hold at their own scale, as in DnCNN's multi-scale training), synthetic_prob
     (training only: the probability that a clean crop is a procedural scene from ``synthetic.py``,

@@ -21,30 +21,37 @@ from .tiling import tiled_forward
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_TILE = 1024  # default tile size; images no larger than this in both sides run whole
 GREY_BLOCK = 8  # block size of the white-noise test in holds_one_picture
+GREY_BAND = 512  # rows per band of holds_one_picture (a multiple of GREY_BLOCK)
 GREY_MAX_RATIO = 1.5  # block-mean variance over that of white noise; white noise gives 1 +- 0.03 at 512x512
 
 
-def holds_one_picture(rgb: np.ndarray) -> bool:
+def holds_one_picture(rgb: np.ndarray, device: torch.device = torch.device("cpu")) -> bool:
     """True when the three channels hold one grey picture, up to noise that is white and independent per
     channel: the colour differences R-G and G-B are then zero-mean white noise, whose 8x8 block means
     have 1/64 of its variance. Any colour structure (a tint included) raises the block-mean variance or
     the mean. Undecidable inputs (fewer than 16 blocks) count as colour, unless their channels are equal.
+    Block statistics are taken on ``device`` in bands of rows (memory bounded like the tiles): in numpy
+    on the CPU the test took 0.12-0.2 s of a 4K frame's 1 s GPU budget.
     """
     h, w = (n // GREY_BLOCK * GREY_BLOCK for n in rgb.shape[:2])
     if h * w < 16 * GREY_BLOCK**2:
         return not np.any(rgb[..., :2] != rgb[..., 1:])
-    rgb = np.asarray(rgb[:h, :w], dtype=np.float32)  # float32: this runs once per image, on the CPU
-    diffs = (rgb[..., 0] - rgb[..., 1], rgb[..., 1] - rgb[..., 2])  # R-G, G-B
-    for diff in diffs:
-        blocks = diff.reshape(h // GREY_BLOCK, GREY_BLOCK, w // GREY_BLOCK, GREY_BLOCK).mean(axis=(1, 3),
-                                                                                            dtype=np.float64)
-        mean, variance = blocks.mean(), float(np.var(diff, dtype=np.float64))
+    means, squares = [], []  # per 8x8 block and colour difference: mean, mean square
+    for top in range(0, h, GREY_BAND):
+        band = torch.from_numpy(np.ascontiguousarray(rgb[top : min(top + GREY_BAND, h), :w])).to(device).float()
+        diffs = (band[..., :2] - band[..., 1:]).view(-1, GREY_BLOCK, w // GREY_BLOCK, GREY_BLOCK, 2)  # R-G, G-B
+        means.append(diffs.mean(dim=(1, 3)).reshape(-1, 2).cpu())
+        squares.append(diffs.square().mean(dim=(1, 3)).reshape(-1, 2).cpu())
+    blocks, block_squares = torch.cat(means).double(), torch.cat(squares).double()
+    for block, square in zip(blocks.T, block_squares.T):
+        mean = float(block.mean())
+        variance = max(float(square.mean()) - mean**2, 0.0)
         if variance == 0:  # channels equal up to a constant: grey only if the constant is 0
             if mean != 0:
                 return False
             continue
         white = variance / GREY_BLOCK**2  # the block means' variance if the difference is white noise
-        if blocks.var() > GREY_MAX_RATIO * white or abs(mean) > 4 * np.sqrt(variance / (h * w)):
+        if float(block.var(unbiased=False)) > GREY_MAX_RATIO * white or abs(mean) > 4 * np.sqrt(variance / (h * w)):
             return False  # colour structure, or a mean beyond 4 standard errors: a tint
     return True
 
@@ -117,6 +124,6 @@ class Restorer:
         else:
             y = self._forward(x.to(self.device)).cpu()
         y = y[0, :, :height, :width].permute(1, 2, 0).numpy()
-        if self.keep_grey and holds_one_picture(rgb):
+        if self.keep_grey and holds_one_picture(rgb, self.device):
             y = np.repeat(y.mean(axis=2, keepdims=True), 3, axis=2)
         return y
