@@ -10,6 +10,10 @@ computed on float RGB (no quantisation, no border crop) and averaged over the im
 - ours: the default model (blind: it is not told sigma), or ``--model``.
 - ours_x8 (opt-in, 8x the time): the same model with the x8 flip/rotation self-ensemble of
   ``inference.py --self-ensemble``; it averages out the direction of the network's raster scan.
+With ``--grey-files`` every image is desaturated (BT.601) and gets one noise field shared by its three
+channels: a noisy grey file as a colour network reads it. NLM and CBM3D then run on the one grey channel
+(``fastNlMeansDenoising``, ``bm3d.bm3d``), as their colour versions would take the shared noise for a
+third of its strength.
 """
 
 from __future__ import annotations
@@ -31,24 +35,38 @@ DEFAULT_METHODS = METHODS[:4]
 OUR_METHODS = ("ours", "ours_x8")  # run by our model; the ensemble one with self_ensemble
 LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", "ours": "ours (blind)",
           "ours_x8": "ours (blind, ×8 ensemble)"}
+GREY_LABELS = {**LABELS, "nlm": "NLM (OpenCV, grey)", "cbm3d": "BM3D (σ known)"}  # with --grey-files
 
 
-def noisy_version(clean: np.ndarray, sigma: float) -> np.ndarray:
-    """clean (float in [0, 1]) + N(0, sigma/255), seed 0 for every image, not clipped."""
-    return clean + np.random.default_rng(0).normal(0.0, sigma / 255.0, clean.shape)
+def noisy_version(clean: np.ndarray, sigma: float, shared: bool = False) -> np.ndarray:
+    """clean (float in [0, 1]) + N(0, sigma/255), seed 0 for every image, not clipped; ``shared``: one
+    noise field for all channels (a grey file)."""
+    shape = (*clean.shape[:2], 1) if shared else clean.shape
+    return clean + np.random.default_rng(0).normal(0.0, sigma / 255.0, shape)
 
 
-def nlm(noisy_rgb: np.ndarray, sigma: float) -> np.ndarray:
+def nlm(noisy_rgb: np.ndarray, sigma: float, grey: bool = False) -> np.ndarray:
     u8 = np.clip(np.round(noisy_rgb * 255.0), 0, 255).astype(np.uint8)
     h = NLM_H_PER_SIGMA * sigma
+    if grey:
+        out = cv2.fastNlMeansDenoising(np.ascontiguousarray(u8[..., 0]), None, h, 7, 21)
+        return np.repeat(out[..., None], 3, axis=2).astype(np.float64) / 255.0
     bgr = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(u8[..., ::-1]), None, h, h, 7, 21)
     return bgr[..., ::-1].astype(np.float64) / 255.0
 
 
-def cbm3d(noisy_rgb: np.ndarray, sigma: float) -> np.ndarray:
+def cbm3d(noisy_rgb: np.ndarray, sigma: float, grey: bool = False) -> np.ndarray:
     import bm3d
 
+    if grey:
+        out = np.asarray(bm3d.bm3d(noisy_rgb[..., 0], sigma / 255.0), dtype=np.float64).reshape(noisy_rgb.shape[:2])
+        return np.repeat(out[..., None], 3, axis=2)
     return np.asarray(bm3d.bm3d_rgb(noisy_rgb, sigma / 255.0), dtype=np.float64)
+
+
+def desaturate(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma in all three channels."""
+    return np.repeat(rgb @ np.array([0.299, 0.587, 0.114])[:, None], 3, axis=2)
 
 
 def require_bm3d() -> None:
@@ -75,23 +93,26 @@ def load_images(folder: Path, limit: int | None) -> list[tuple[str, np.ndarray]]
 
 
 def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list[str],
-        restorers: dict[str, Callable[[np.ndarray], np.ndarray]]) -> dict:
+        restorers: dict[str, Callable[[np.ndarray], np.ndarray]], grey_files: bool = False) -> dict:
     """{sigma: {method: {"psnr", "ssim", "seconds"} means}} plus per-image values.
 
     ``restorers`` maps our methods ("ours", "ours_x8") to a float32 HxWx3 -> HxWx3 function.
     """
     from ..metrics import psnr, ssim
 
-    denoisers = {"noisy": lambda x, s: x, "nlm": nlm, "cbm3d": cbm3d}
+    denoisers = {"noisy": lambda x, s: x, "nlm": lambda x, s: nlm(x, s, grey_files),
+                 "cbm3d": lambda x, s: cbm3d(x, s, grey_files)}
     for method, restore in restorers.items():
         denoisers[method] = lambda x, s, restore=restore: restore(x.astype(np.float32)).astype(np.float64)
+    if grey_files:
+        images = [(name, desaturate(clean)) for name, clean in images]
     results: dict = {}
     for sigma in sigmas:
         per_method: dict = {}
         for method in methods:
             rows = []
             for name, clean in images:
-                noisy = noisy_version(clean, sigma)
+                noisy = noisy_version(clean, sigma, shared=grey_files)
                 start = time.perf_counter()
                 out = denoisers[method](noisy, sigma)
                 seconds = time.perf_counter() - start
@@ -105,9 +126,9 @@ def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list
     return results
 
 
-def table(results: dict, methods: list[str]) -> str:
+def table(results: dict, methods: list[str], labels: dict[str, str] = LABELS) -> str:
     """Markdown: one row per sigma, 'PSNR / SSIM' per method."""
-    lines = ["| σ | " + " | ".join(LABELS[m] for m in methods) + " |", "|---:|" + "---:|" * len(methods)]
+    lines = ["| σ | " + " | ".join(labels[m] for m in methods) + " |", "|---:|" + "---:|" * len(methods)]
     for sigma, per_method in results.items():
         cells = [f"{per_method[m]['psnr']:.2f} / {per_method[m]['ssim']:.4f}" for m in methods]
         lines.append(f"| {sigma} | " + " | ".join(cells) + " |")
@@ -124,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--limit", type=int, help="use only the first N images (quick runs)")
+    parser.add_argument("--tile", type=int, help="our model's tile size, as inference.py --tile "
+                        "(default: its default; 0: never tile); overlap 64")
+    parser.add_argument("--grey-files", action="store_true",
+                        help="desaturate the images and share one noise field over the channels (noisy grey files)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write all numbers as JSON")
     args = parser.parse_args(argv)
     methods = [m for m in METHODS if m in args.methods.split(",")]
@@ -144,13 +169,17 @@ def main(argv: list[str] | None = None) -> None:
         except ModelNotFound as err:
             raise SystemExit(f"{err}\n(or compare the baselines alone with --methods noisy,nlm,cbm3d)") from err
         device = pick_device(args.device)
+        tiling = {} if args.tile is None else {"tile": args.tile or None}
         restorers = {m: Restorer(model, device, args.precision, stride=card.stride, in_channels=card.in_channels,
-                                 self_ensemble=m == "ours_x8") for m in ours}
+                                 self_ensemble=m == "ours_x8", **tiling) for m in ours}
         model_info = card.summary()
-    results = run(images, args.sigmas, methods, restorers)
-    print(f"\nMean over {len(images)} image(s) of {args.data} (PSNR dB / SSIM):\n")
-    print(table(results, methods))
+    results = run(images, args.sigmas, methods, restorers, args.grey_files)
+    what = "desaturated, noise shared by the channels" if args.grey_files else "colour, noise per channel"
+    print(f"\nMean over {len(images)} image(s) of {args.data}, {what} (PSNR dB / SSIM):\n")
+    print(table(results, methods, GREY_LABELS if args.grey_files else LABELS))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "images": [n for n, _ in images], "model": model_info,
-                                         "nlm_h_per_sigma": NLM_H_PER_SIGMA, "results": results}, indent=2) + "\n")
+                                         "nlm_h_per_sigma": NLM_H_PER_SIGMA, "grey_files": args.grey_files,
+                                         "tile": args.tile,
+                                         "results": results}, indent=2) + "\n")
