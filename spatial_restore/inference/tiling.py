@@ -10,8 +10,8 @@ Tiles are balanced: an axis that needs n tiles of at most ``tile`` pixels gets n
 length that still covers it with the overlap (rounded up to the network's size multiple), so a
 3840x2160 image at tile 1024 runs 12 tiles of 1008x768 rather than 12 of 1024x1024 (26% fewer pixels).
 Balancing stops at MIN_CONTEXT pixels: a shorter tile cuts the global scan's context enough to cost
-measurable quality (on a 512x512 photo: 0.18 dB at 288-pixel tiles, 0.08 at 384, 0.03 at 448;
-docs/benchmarks.md).
+measurable quality (on the 512x512 pier photo, shipped model: 0.11 dB at 384-pixel tiles, 0.07 at 448,
+0.03 at 480; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-MIN_CONTEXT = 448  # balanced tiles are never shorter than this (nor than ``tile`` where that is shorter)
+MIN_CONTEXT = 480  # balanced tiles are never shorter than this (nor than ``tile`` where that is shorter)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
