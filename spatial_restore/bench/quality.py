@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.restoration_dataset import LUMA_RGB
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "photos" / "val"
 NLM_H_PER_SIGMA = 0.7
@@ -65,8 +67,8 @@ def cbm3d(noisy_rgb: np.ndarray, sigma: float, grey: bool = False) -> np.ndarray
 
 
 def desaturate(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma in all three channels."""
-    return np.repeat(rgb @ np.array([0.299, 0.587, 0.114])[:, None], 3, axis=2)
+    """BT.601 luma in all three channels, as the training data's grey crops."""
+    return np.repeat(rgb @ LUMA_RGB.astype(np.float64)[:, None], 3, axis=2)
 
 
 def require_bm3d() -> None:
