@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spatial_restore.bench import quality
+from spatial_restore.data.restoration_dataset import grey_rgb
 
 
 def smooth_photo(h: int, w: int, shift: float) -> np.ndarray:
@@ -37,7 +38,7 @@ def test_unknown_method_is_refused():
 
 
 def test_grey_files_are_desaturated_with_one_noise_field_and_denoised(tmp_path):
-    clean = quality.desaturate(smooth_photo(40, 56, 0).astype(np.float64) / 255)
+    clean = grey_rgb(smooth_photo(40, 56, 0).astype(np.float64) / 255)
     noisy = quality.noisy_version(clean, 25, shared=True)
     np.testing.assert_array_equal(noisy[..., 0], noisy[..., 2])
     assert abs((noisy - clean).std() * 255 - 25) < 2  # 2,240 samples: the std's s.e. is 0.4

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.restoration_dataset import LUMA_RGB
+from ..data.restoration_dataset import grey_rgb
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "photos" / "val"
@@ -66,11 +66,6 @@ def cbm3d(noisy_rgb: np.ndarray, sigma: float, grey: bool = False) -> np.ndarray
     return np.asarray(bm3d.bm3d_rgb(noisy_rgb, sigma / 255.0), dtype=np.float64)
 
 
-def desaturate(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma in all three channels, as the training data's grey crops."""
-    return np.repeat(rgb @ LUMA_RGB.astype(np.float64)[:, None], 3, axis=2)
-
-
 def require_bm3d() -> None:
     """The bench compares against CBM3D; say how to get it rather than silently leaving it out."""
     try:
@@ -107,7 +102,7 @@ def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list
     for method, restore in restorers.items():
         denoisers[method] = lambda x, s, restore=restore: restore(x.astype(np.float32)).astype(np.float64)
     if grey_files:
-        images = [(name, desaturate(clean)) for name, clean in images]
+        images = [(name, grey_rgb(clean)) for name, clean in images]
     results: dict = {}
     for sigma in sigmas:
         per_method: dict = {}

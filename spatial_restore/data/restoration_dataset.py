@@ -25,6 +25,11 @@ LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def grey_rgb(rgb: np.ndarray) -> np.ndarray:
+    """A colour image desaturated to its BT.601 luma, kept in three equal channels (in rgb's float type)."""
+    return np.repeat(rgb @ LUMA_RGB.astype(rgb.dtype)[:, None], 3, axis=2)
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name; a missing or empty folder is an error."""
     folder = Path(folder)
@@ -149,7 +154,7 @@ class GaussianNoiseDataset(Dataset):
             rng = np.random.default_rng(validation_seed(path.name, int(self.opt.get("seed", 0))))
         noise_shape = gt.shape
         if self.grey_prob and rng.random() < self.grey_prob:
-            gt = np.repeat(gt @ LUMA_RGB[:, None], 3, axis=2)
+            gt = grey_rgb(gt)
             if self.grey_noise_prob and rng.random() < self.grey_noise_prob:
                 noise_shape = (*gt.shape[:2], 1)  # one field, broadcast over the three channels
         sigma = rng.uniform(*self.sigma_range) if self.sigma_range[0] < self.sigma_range[1] else self.sigma_range[0]
