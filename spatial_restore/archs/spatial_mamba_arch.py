@@ -145,6 +145,7 @@ class StructureAwareSSM(nn.Module):
         dt_scale: float = 1.0,
         dt_init_floor: float = 1e-4,
         backend: str | None = None,
+        scan_directions: Sequence[str] = ("row",),
     ):
         super().__init__()
         if d_state != 1:
@@ -163,6 +164,14 @@ class StructureAwareSSM(nn.Module):
         self.state_fusion = StateFusion(d_inner)
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        self.scan_directions = _check_directions(scan_directions)
+        if len(self.scan_directions) > 1:
+            # Per channel, how far each extra direction's readout pulls the running mix towards itself.
+            # 1/(k+2) for the k-th extra direction starts as the plain mean of all directions, also when
+            # a single-direction checkpoint is loaded (its layers, run both ways and averaged, already
+            # restore better than one way: docs/restoration.md).
+            mix = 1.0 / torch.arange(2, len(self.scan_directions) + 1, dtype=torch.float32)
+            self.direction_mix = nn.Parameter(mix[:, None].repeat(1, d_inner))
         self._init_ssm(dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
 
     @torch.no_grad()
@@ -202,12 +211,61 @@ class StructureAwareSSM(nn.Module):
         return args, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = x.shape
         args, z = self.core_inputs(x)
-        y = sasf_core(*args, backend=self.backend)
-        y = y.view(b, self.d_inner, h, w).permute(0, 2, 3, 1)
+        y = self.scan(args, self.scan_directions[0])
+        for direction, mix in zip(self.scan_directions[1:], getattr(self, "direction_mix", ())):
+            y = y + mix * (self.scan(args, direction) - y)
         y = _mul(self.out_norm(y.to(self.out_norm.weight.dtype)), F.silu(z, inplace=_inplace()))
         return self.out_proj(y)
+
+    def scan(self, args: tuple, direction: str) -> torch.Tensor:
+        """The core op along one scan direction, as channels-last (b, H, W, d) in the image's own frame.
+
+        The direction is a transform of the image (transpose, then half turn), applied to the sequences
+        before the op and undone after it. The fusion kernels get the same transform, so the stencil
+        reads the same neighbours in the image whichever way the states were scanned.
+        """
+        u, delta, A, B, C, Ds, dt_bias, kernels, alpha, h, w = args
+        transpose, reverse = SCAN_DIRECTIONS[direction]
+        if transpose or reverse:
+            channels_last = u.device.type != "cuda"
+            u, delta, B, C = (_orient(t, h, w, transpose, reverse, channels_last) for t in (u, delta, B, C))
+            kernels = _orient_image(kernels, transpose, reverse)
+        oh, ow = (w, h) if transpose else (h, w)
+        y = sasf_core(u, delta, A, B, C, Ds, dt_bias, kernels, alpha, oh, ow, backend=self.backend)
+        y = _orient_image(y.transpose(1, 2).unflatten(1, (oh, ow)), transpose, reverse, dims=(1, 2))
+        return y
+
+
+# Scan directions of the SASF layer: (transpose, half turn) of the image before a row-major scan.
+# "row" is the official raster scan; the others see the image from its other corners.
+SCAN_DIRECTIONS: dict[str, tuple[bool, bool]] = {
+    "row": (False, False), "row_reverse": (False, True), "col": (True, False), "col_reverse": (True, True)}
+
+
+def _check_directions(directions: Sequence[str]) -> tuple[str, ...]:
+    directions = (directions,) if isinstance(directions, str) else tuple(directions)
+    unknown = [d for d in directions if d not in SCAN_DIRECTIONS]
+    if not directions or unknown or len(set(directions)) != len(directions):
+        raise ValueError(f"scan_directions must be distinct names from {sorted(SCAN_DIRECTIONS)}, got {list(directions)}")
+    return directions
+
+
+def _orient_image(x: torch.Tensor, transpose: bool, reverse: bool, dims: tuple[int, int] = (-2, -1)) -> torch.Tensor:
+    """Transpose and/or half-turn the two spatial dims; each is its own inverse, and they commute."""
+    if transpose:
+        x = x.transpose(*dims)
+    return x.flip(dims) if reverse else x
+
+
+def _orient(seq: torch.Tensor, h: int, w: int, transpose: bool, reverse: bool, channels_last: bool) -> torch.Tensor:
+    """A (b, c, h*w) row-major sequence of an h x w image, re-read in another scan order, copied once
+    into the layout the op reads fastest: channels-last memory for the CPU's in-place path, plain
+    (b, c, L) for the Triton kernels (which take contiguous inputs and would otherwise copy again)."""
+    img = _orient_image(seq.transpose(1, 2).unflatten(1, (h, w)), transpose, reverse, dims=(1, 2))
+    if channels_last:
+        return img.contiguous().view(seq.shape[0], h * w, seq.shape[1]).transpose(1, 2)
+    return img.permute(0, 3, 1, 2).contiguous().view(seq.shape)
 
 
 class MLP(nn.Module):
@@ -256,13 +314,15 @@ class SpatialMambaBlock(nn.Module):
         drop: float = 0.0,
         ffn: str = "mlp",
         backend: str | None = None,
+        scan_directions: Sequence[str] = ("row",),
     ):
         super().__init__()
         if ffn not in FFNS:
             raise ValueError(f"ffn must be one of {sorted(FFNS)}, got {ffn!r}")
         self.cpe1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_1 = nn.LayerNorm(dim)
-        self.self_attention = StructureAwareSSM(dim, d_state=d_state, dt_init=dt_init, backend=backend)
+        self.self_attention = StructureAwareSSM(dim, d_state=d_state, dt_init=dt_init, backend=backend,
+                                                scan_directions=scan_directions)
         self.drop_path = DropPath(drop_path)
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_2 = nn.LayerNorm(dim)

@@ -32,10 +32,12 @@ PAD_MULTIPLE = 8  # three 2x downsamplings
 class BlockStage(nn.Module):
     """A run of Spatial-Mamba blocks on NCHW input (permuted to channels-last once for the whole run)."""
 
-    def __init__(self, dim: int, drop_paths: Sequence[float], use_checkpoint: bool = False, **block_kw):
+    def __init__(self, dim: int, drop_paths: Sequence[float], scans: Sequence[tuple[str, ...]],
+                 use_checkpoint: bool = False, **block_kw):
         super().__init__()
         self.use_checkpoint = use_checkpoint
-        self.blocks = nn.ModuleList(SpatialMambaBlock(dim, drop_path=p, **block_kw) for p in drop_paths)
+        self.blocks = nn.ModuleList(SpatialMambaBlock(dim, drop_path=p, scan_directions=s, **block_kw)
+                                    for p, s in zip(drop_paths, scans, strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1).contiguous()
@@ -76,6 +78,7 @@ class SpatialMambaUNet(nn.Module):
         global_residual: bool = True,
         use_checkpoint: bool = False,
         backend: str | None = None,
+        scans: Sequence[str] = ("row",),
     ):
         super().__init__()
         if len(widths) != 4 or len(depths) != 4:
@@ -94,10 +97,13 @@ class SpatialMambaUNet(nn.Module):
         # Stochastic depth grows linearly along the path embed -> latent -> refinement.
         order = [d1, d2, d3, d4, d3, d2, d1, num_refinement]
         rates = iter(torch.linspace(0, drop_path_rate, max(sum(order), 1)).tolist())
+        layer_scans = iter(parse_scans(scans, sum(order)))
+        self.scans = tuple(scans)
 
         def stage(dim: int, depth: int) -> BlockStage:
-            return BlockStage(dim, [next(rates) for _ in range(depth)], use_checkpoint, d_state=d_state,
-                              dt_init=dt_init, mlp_ratio=mlp_ratio, ffn=ffn, backend=backend)
+            return BlockStage(dim, [next(rates) for _ in range(depth)], [next(layer_scans) for _ in range(depth)],
+                              use_checkpoint, d_state=d_state, dt_init=dt_init, mlp_ratio=mlp_ratio, ffn=ffn,
+                              backend=backend)
 
         self.embed = nn.Conv2d(in_channels, w1, 3, padding=1, bias=False)
         self.encoder1, self.down1 = stage(w1, d1), Downsample(w1)
@@ -135,6 +141,17 @@ class SpatialMambaUNet(nn.Module):
         if self.global_residual:
             y = y + x
         return y[..., :h, :w]
+
+
+def parse_scans(scans: Sequence[str], num_layers: int) -> list[tuple[str, ...]]:
+    """Scan directions of each SASF layer, in build order: layer i takes ``scans[i % len(scans)]``,
+    and an entry "row+col" mixes those directions in its layer. ``["row"]`` is the official network;
+    ``["row", "col", "row_reverse", "col_reverse"]`` turns the scan a quarter per layer at no extra
+    cost; ``["row+col"]`` scans every layer both ways (twice the SASF core op)."""
+    if isinstance(scans, str) or not scans:
+        raise ValueError(f"scans must be a non-empty list of direction names, got {scans!r}")
+    per_layer = [tuple(entry.split("+")) for entry in scans]
+    return [per_layer[i % len(per_layer)] for i in range(num_layers)]
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
