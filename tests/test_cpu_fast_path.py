@@ -10,7 +10,7 @@ import torch
 
 from spatial_restore import kernels
 from spatial_restore.kernels import sasf_core, sasf_core_inference, sasf_core_ref
-from spatial_restore.kernels.reference import _linear_scan_, linear_scan
+from spatial_restore.kernels.reference import _linear_scan_, _softplus_, linear_scan
 
 
 def fresh_seed() -> int:
@@ -95,3 +95,15 @@ def test_shipped_model_restores_the_same_image_either_path():
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
         ref = model(x)[0].permute(1, 2, 0).detach().numpy()
     assert np.abs(fast - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-15), (torch.float32, 2e-7)])
+@pytest.mark.parametrize("n", [1, 5, 70001])  # 70001: one full block of 65536 and a partial one
+def test_blocked_softplus_matches_torch(dtype, tol, n):
+    g = torch.Generator().manual_seed(fresh_seed())
+    x = torch.randn(n, generator=g, dtype=dtype) * 15  # across the threshold (20) and deep below 0
+    x[0] = 20.0  # the threshold itself: softplus(20) = 20, as torch's
+    expected = torch.nn.functional.softplus(x)
+    got = _softplus_(x.clone())
+    # relative to each value: a few ulp, tiny values (x << 0, softplus ~ e^x) included
+    torch.testing.assert_close(got, expected, rtol=4 * tol, atol=0)
