@@ -191,6 +191,15 @@ def test_cli_matrix_and_erf_on_models_write_pngs(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_cli_matrix_refuses_layers_of_other_scan_directions(tmp_path, capsys):
+    # The shipped denoiser turns its scan a quarter per layer: its second layer scans column-major.
+    out = tmp_path / "m.png"
+    assert main(["matrix", "--model", "denoiser", "--layer", "encoder1.blocks.1.self_attention", "--size", "8", "6",
+                 "-o", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "scans col" in err and "encoder1.blocks.0.self_attention" in err and not out.exists()
+
+
 def test_cli_denoiser_without_weights_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(weights.SHIPPED, "default", "no_such_model_for_tests")
     assert main(["erf", "--model", "denoiser", "-o", str(tmp_path / "e.png")]) == 2
