@@ -1,11 +1,12 @@
 """Time tiled restoration of a 3840x2160 photo on the GPU (model loaded, warm), with peak memory.
 
     python scripts/gpu_bench_inference.py MODEL [--precision bf16] [--tile 1024] [--repeats 5] [--compile]
-        [--profile N] [--check IMAGE...]
+        [--profile N] [--check IMAGE...] [--scans ENTRY...]
 
 --check restores each IMAGE (plus sigma-25 noise, seed 0) with this setting and in fp32, printing both PSNRs;
 --compile wraps the network in torch.compile (compiled once per tile shape, before timing); --profile N
-prints the N CUDA kernels that take the most time in one 1024x1024 forward, to show where time goes.
+prints the N CUDA kernels that take the most time in one 1024x1024 forward, to show where time goes;
+--scans times MODEL's architecture with other SASF scan directions (random weights: speed only, no --check).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import torch
 
 from spatial_restore.inference.restorer import Restorer
-from spatial_restore.weights import load_model
+from spatial_restore.weights import build_model, load_model
 
 
 def main() -> None:
@@ -31,8 +33,13 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network first")
     p.add_argument("--check", nargs="*", default=[], metavar="IMAGE", help="PSNR of this setting vs fp32")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the top-N CUDA kernels of one 1024^2 forward")
+    p.add_argument("--scans", nargs="+", metavar="ENTRY", help="other scan directions (SpatialMambaUNet scans)")
     args = p.parse_args()
-    net, _ = load_model(args.model)
+    net, card = load_model(args.model)
+    if args.scans:
+        if args.check:
+            p.error("--scans builds a network with random weights: --check would measure nothing")
+        net = build_model(replace(card, kwargs={**card.kwargs, "scans": args.scans})).eval()
     restorer = Restorer(net, device=torch.device("cuda"), precision=args.precision, tile=args.tile,
                         compile=args.compile)
     rng = np.random.default_rng(0)
@@ -48,7 +55,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"| {torch.cuda.get_device_name()} | 3840x2160 | {args.precision} | tile {args.tile} | "
-          f"{'compiled' if args.compile else 'eager'} | median {statistics.median(times):.3f} s | "
+          f"{'compiled' if args.compile else 'eager'} | scans {' '.join(getattr(net, 'scans', ()))} | median {statistics.median(times):.3f} s | "
           f"min {min(times):.3f} s | peak {peak:.2f} GiB |")
     if args.profile:
         profile_forward(restorer, rgb[:1024, :1024], args.profile)
