@@ -233,8 +233,7 @@ class StructureAwareSSM(nn.Module):
             kernels = _orient_image(kernels, transpose, reverse)
         oh, ow = (w, h) if transpose else (h, w)
         y = sasf_core(u, delta, A, B, C, Ds, dt_bias, kernels, alpha, oh, ow, backend=self.backend)
-        y = _orient_image(y.transpose(1, 2).unflatten(1, (oh, ow)), transpose, reverse, dims=(1, 2))
-        return y
+        return _orient_image(y.transpose(1, 2).unflatten(1, (oh, ow)), transpose, reverse, dims=(1, 2))
 
 
 # Scan directions of the SASF layer: (transpose, half turn) of the image before a row-major scan.
@@ -259,9 +258,9 @@ def _orient_image(x: torch.Tensor, transpose: bool, reverse: bool, dims: tuple[i
 
 
 def _orient(seq: torch.Tensor, h: int, w: int, transpose: bool, reverse: bool, channels_last: bool) -> torch.Tensor:
-    """A (b, c, h*w) row-major sequence of an h x w image, re-read in another scan order, copied once
-    into the layout the op reads fastest: channels-last memory for the CPU's in-place path, plain
-    (b, c, L) for the Triton kernels (which take contiguous inputs and would otherwise copy again)."""
+    """A (b, c, h*w) row-major sequence of an h x w image, re-read in another scan order, in the layout
+    the op reads fastest: channels-last memory for the CPU's in-place path, plain (b, c, L) for the
+    Triton kernels (which take contiguous inputs and would otherwise copy once more)."""
     img = _orient_image(seq.transpose(1, 2).unflatten(1, (h, w)), transpose, reverse, dims=(1, 2))
     if channels_last:
         return img.contiguous().view(seq.shape[0], h * w, seq.shape[1]).transpose(1, 2)

@@ -146,8 +146,8 @@ class SpatialMambaUNet(nn.Module):
 def parse_scans(scans: Sequence[str], num_layers: int) -> list[tuple[str, ...]]:
     """Scan directions of each SASF layer, in build order: layer i takes ``scans[i % len(scans)]``,
     and an entry "row+col" mixes those directions in its layer. ``["row"]`` is the official network;
-    ``["row", "col", "row_reverse", "col_reverse"]`` turns the scan a quarter per layer at no extra
-    cost; ``["row+col"]`` scans every layer both ways (twice the SASF core op)."""
+    ``["row", "col", "row_reverse", "col_reverse"]`` turns the scan a quarter per layer (one core op
+    per layer, as the official); ``["row+col"]`` scans every layer both ways (two core ops)."""
     if isinstance(scans, str) or not scans:
         raise ValueError(f"scans must be a non-empty list of direction names, got {scans!r}")
     per_layer = [tuple(entry.split("+")) for entry in scans]
