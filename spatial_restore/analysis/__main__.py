@@ -67,9 +67,9 @@ def cmd_matrix(args: argparse.Namespace) -> str:
         if name not in layers:
             raise AnalysisError(f"no SASF layer {name!r}; the model has: {', '.join(layers) or 'none'}")
         layer = layers[name]
-        if layer.scan_directions != ("row",):  # the closed form below is the row-major scan's
-            row_layers = [n for n, m in layers.items() if m.scan_directions == ("row",)]
-            raise AnalysisError(f"layer {name} scans {'+'.join(layer.scan_directions)}; the matrix view covers "
+        if layer.scan_direction != "row":  # the closed form below is the row-major scan's
+            row_layers = [n for n, m in layers.items() if m.scan_direction == "row"]
+            raise AnalysisError(f"layer {name} scans {layer.scan_direction}; the matrix view covers "
                                 f"row-major layers only, here: {', '.join(row_layers) or 'none'}")
         size = args.size or (DEFAULT_MODEL_SIZE[args.model],) * 2
         images = _model_inputs(args, [args.image] if args.image else [], *size, count=1)

@@ -145,7 +145,7 @@ class StructureAwareSSM(nn.Module):
         dt_scale: float = 1.0,
         dt_init_floor: float = 1e-4,
         backend: str | None = None,
-        scan_directions: Sequence[str] = ("row",),
+        scan_direction: str = "row",
     ):
         super().__init__()
         if d_state != 1:
@@ -164,14 +164,9 @@ class StructureAwareSSM(nn.Module):
         self.state_fusion = StateFusion(d_inner)
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
-        self.scan_directions = _check_directions(scan_directions)
-        if len(self.scan_directions) > 1:
-            # Per channel, how far each extra direction's readout pulls the running mix towards itself.
-            # 1/(k+2) for the k-th extra direction starts as the plain mean of all directions, also when
-            # a single-direction checkpoint is loaded (its layers, run both ways and averaged, already
-            # restore better than one way: docs/restoration.md).
-            mix = 1.0 / torch.arange(2, len(self.scan_directions) + 1, dtype=torch.float32)
-            self.direction_mix = nn.Parameter(mix[:, None].repeat(1, d_inner))
+        if scan_direction not in SCAN_DIRECTIONS:
+            raise ValueError(f"scan_direction must be one of {sorted(SCAN_DIRECTIONS)}, got {scan_direction!r}")
+        self.scan_direction = scan_direction
         self._init_ssm(dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
 
     @torch.no_grad()
@@ -200,71 +195,47 @@ class StructureAwareSSM(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         # Channels-last memory throughout (u, delta, B, C are (b, d, L) views of (b, L, d) memory): the
         # depthwise conv is faster so, the projections need no transposes, the CPU core op reads it as is.
-        u = F.silu(self.conv2d(x.permute(0, 3, 1, 2)), inplace=_inplace()).flatten(2)  # (b, d, L)
+        x = x.permute(0, 3, 1, 2)
+        if self.scan_direction == "row":
+            u = self.conv2d(x)
+        else:  # the module still runs (its hooks, e.g. the FLOP counter's, see it), with its kernel turned
+            weights = {"weight": self._orient(self.conv2d.weight), "bias": self.conv2d.bias}
+            u = torch.func.functional_call(self.conv2d, weights, (x,))
+        u = F.silu(u, inplace=_inplace()).flatten(2)  # (b, d, L)
         u_cl = u.transpose(1, 2)
         dt_low, B, C = torch.split(F.linear(u_cl, self.x_proj_weight), [self.dt_rank, self.d_state, self.d_state], -1)
         delta = F.linear(dt_low, self.dt_projs_weight).transpose(1, 2)
         B, C = B.transpose(1, 2), C.transpose(1, 2)
         fusion = self.state_fusion
-        args = (u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias, fusion.fusion_kernels(),
-                fusion.alpha, h, w)
+        args = (u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias,
+                self._orient(fusion.fusion_kernels()), fusion.alpha, h, w)
         return args, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (b, H, W, C) -> (b, H, W, C). Another scan direction is the row-major layer run on the image
+        transformed (transposed, then half-turned) so that its rows are that direction's lines, with its
+        depthwise kernels transformed the same way, and transformed back: the residual stream is half
+        as wide as the op's inputs, so that is where the transform costs least."""
+        x = self._orient(x, dims=(1, 2))
+        b, h, w, _ = x.shape
         args, z = self.core_inputs(x)
-        y = self.scan(args, self.scan_directions[0])
-        for direction, mix in zip(self.scan_directions[1:], getattr(self, "direction_mix", ())):
-            y = y + mix * (self.scan(args, direction) - y)
+        y = sasf_core(*args, backend=self.backend)
+        y = y.view(b, self.d_inner, h, w).permute(0, 2, 3, 1)
         y = _mul(self.out_norm(y.to(self.out_norm.weight.dtype)), F.silu(z, inplace=_inplace()))
-        return self.out_proj(y)
+        return self._orient(self.out_proj(y), dims=(1, 2))
 
-    def scan(self, args: tuple, direction: str) -> torch.Tensor:
-        """The core op along one scan direction, as channels-last (b, H, W, d) in the image's own frame.
-
-        The direction is a transform of the image (transpose, then half turn), applied to the sequences
-        before the op and undone after it. The fusion kernels get the same transform, so the stencil
-        reads the same neighbours in the image whichever way the states were scanned.
-        """
-        u, delta, A, B, C, Ds, dt_bias, kernels, alpha, h, w = args
-        transpose, reverse = SCAN_DIRECTIONS[direction]
-        if transpose or reverse:
-            channels_last = u.device.type != "cuda"
-            u, delta, B, C = (_orient(t, h, w, transpose, reverse, channels_last) for t in (u, delta, B, C))
-            kernels = _orient_image(kernels, transpose, reverse)
-        oh, ow = (w, h) if transpose else (h, w)
-        y = sasf_core(u, delta, A, B, C, Ds, dt_bias, kernels, alpha, oh, ow, backend=self.backend)
-        return _orient_image(y.transpose(1, 2).unflatten(1, (oh, ow)), transpose, reverse, dims=(1, 2))
+    def _orient(self, x: torch.Tensor, dims: tuple[int, int] = (-2, -1)) -> torch.Tensor:
+        """The image transform of this layer's scan direction on two spatial dims; its own inverse."""
+        transpose, reverse = SCAN_DIRECTIONS[self.scan_direction]
+        if transpose:
+            x = x.transpose(*dims)
+        return x.flip(dims) if reverse else x
 
 
 # Scan directions of the SASF layer: (transpose, half turn) of the image before a row-major scan.
-# "row" is the official raster scan; the others see the image from its other corners.
+# "row" is the official raster scan; the others start from the image's other corners or go by columns.
 SCAN_DIRECTIONS: dict[str, tuple[bool, bool]] = {
     "row": (False, False), "row_reverse": (False, True), "col": (True, False), "col_reverse": (True, True)}
-
-
-def _check_directions(directions: Sequence[str]) -> tuple[str, ...]:
-    directions = (directions,) if isinstance(directions, str) else tuple(directions)
-    unknown = [d for d in directions if d not in SCAN_DIRECTIONS]
-    if not directions or unknown or len(set(directions)) != len(directions):
-        raise ValueError(f"scan_directions must be distinct names from {sorted(SCAN_DIRECTIONS)}, got {list(directions)}")
-    return directions
-
-
-def _orient_image(x: torch.Tensor, transpose: bool, reverse: bool, dims: tuple[int, int] = (-2, -1)) -> torch.Tensor:
-    """Transpose and/or half-turn the two spatial dims; each is its own inverse, and they commute."""
-    if transpose:
-        x = x.transpose(*dims)
-    return x.flip(dims) if reverse else x
-
-
-def _orient(seq: torch.Tensor, h: int, w: int, transpose: bool, reverse: bool, channels_last: bool) -> torch.Tensor:
-    """A (b, c, h*w) row-major sequence of an h x w image, re-read in another scan order, in the layout
-    the op reads fastest: channels-last memory for the CPU's in-place path, plain (b, c, L) for the
-    Triton kernels (which take contiguous inputs and would otherwise copy once more)."""
-    img = _orient_image(seq.transpose(1, 2).unflatten(1, (h, w)), transpose, reverse, dims=(1, 2))
-    if channels_last:
-        return img.contiguous().view(seq.shape[0], h * w, seq.shape[1]).transpose(1, 2)
-    return img.permute(0, 3, 1, 2).contiguous().view(seq.shape)
 
 
 class MLP(nn.Module):
@@ -313,7 +284,7 @@ class SpatialMambaBlock(nn.Module):
         drop: float = 0.0,
         ffn: str = "mlp",
         backend: str | None = None,
-        scan_directions: Sequence[str] = ("row",),
+        scan_direction: str = "row",
     ):
         super().__init__()
         if ffn not in FFNS:
@@ -321,7 +292,7 @@ class SpatialMambaBlock(nn.Module):
         self.cpe1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_1 = nn.LayerNorm(dim)
         self.self_attention = StructureAwareSSM(dim, d_state=d_state, dt_init=dt_init, backend=backend,
-                                                scan_directions=scan_directions)
+                                                scan_direction=scan_direction)
         self.drop_path = DropPath(drop_path)
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_2 = nn.LayerNorm(dim)

@@ -32,11 +32,11 @@ PAD_MULTIPLE = 8  # three 2x downsamplings
 class BlockStage(nn.Module):
     """A run of Spatial-Mamba blocks on NCHW input (permuted to channels-last once for the whole run)."""
 
-    def __init__(self, dim: int, drop_paths: Sequence[float], scans: Sequence[tuple[str, ...]],
-                 use_checkpoint: bool = False, **block_kw):
+    def __init__(self, dim: int, drop_paths: Sequence[float], scans: Sequence[str], use_checkpoint: bool = False,
+                 **block_kw):
         super().__init__()
         self.use_checkpoint = use_checkpoint
-        self.blocks = nn.ModuleList(SpatialMambaBlock(dim, drop_path=p, scan_directions=s, **block_kw)
+        self.blocks = nn.ModuleList(SpatialMambaBlock(dim, drop_path=p, scan_direction=s, **block_kw)
                                     for p, s in zip(drop_paths, scans, strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,15 +143,13 @@ class SpatialMambaUNet(nn.Module):
         return y[..., :h, :w]
 
 
-def parse_scans(scans: Sequence[str], num_layers: int) -> list[tuple[str, ...]]:
-    """Scan directions of each SASF layer, in build order: layer i takes ``scans[i % len(scans)]``,
-    and an entry "row+col" mixes those directions in its layer. ``["row"]`` is the official network;
-    ``["row", "col", "row_reverse", "col_reverse"]`` turns the scan a quarter per layer (one core op
-    per layer, as the official); ``["row+col"]`` scans every layer both ways (two core ops)."""
+def parse_scans(scans: Sequence[str], num_layers: int) -> list[str]:
+    """The scan direction of each SASF layer, in build order: layer i takes ``scans[i % len(scans)]``.
+    ``["row"]`` is the official network; ``["row", "col", "row_reverse", "col_reverse"]`` turns the
+    scan a quarter from one layer to the next (the shipped default denoiser's)."""
     if isinstance(scans, str) or not scans:
-        raise ValueError(f"scans must be a non-empty list of direction names, got {scans!r}")
-    per_layer = [tuple(entry.split("+")) for entry in scans]
-    return [per_layer[i % len(per_layer)] for i in range(num_layers)]
+        raise ValueError(f"scans must be a non-empty list of scan directions, got {scans!r}")
+    return [scans[i % len(scans)] for i in range(num_layers)]
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
