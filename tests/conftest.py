@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 # Triton reads this when a kernel is decorated, and any test module may import the kernels first:
@@ -47,3 +48,10 @@ def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
     denom = expected.abs().max().item()
     diff = (actual.to(expected.dtype) - expected).abs().max().item()
     return diff / denom if denom > 0 else diff
+
+
+def fresh_seed() -> int:
+    """A new seed each run, printed so that pytest shows it with a failure (to reproduce it)."""
+    seed = random.SystemRandom().randrange(2**31)
+    print(f"seed {seed}")
+    return seed

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import random
 
 import numpy as np
 import pytest
 import torch
+from conftest import fresh_seed
 
 from spatial_restore import kernels
 from spatial_restore.kernels import sasf_core, sasf_core_inference, sasf_core_ref
 from spatial_restore.kernels.reference import _linear_scan_, _softplus_, linear_scan
-
-
-def fresh_seed() -> int:
-    """A new seed each run, printed so that pytest shows it with a failure (to reproduce it)."""
-    seed = random.SystemRandom().randrange(2**31)
-    print(f"seed {seed}")
-    return seed
 
 
 def core_inputs(b, d, height, width, dtype, seed, channels_last=False):

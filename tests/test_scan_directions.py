@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import copy
-import random
 
 import pytest
 import torch
+from conftest import fresh_seed
 
 from spatial_restore.archs import SpatialMambaUNet
 from spatial_restore.archs.spatial_mamba_arch import SCAN_DIRECTIONS, StructureAwareSSM
 from spatial_restore.archs.spatial_mamba_unet_arch import parse_scans
 
 CYCLE = ["row", "col", "row_reverse", "col_reverse"]
-
-
-def fresh_seed() -> int:
-    seed = random.randrange(2**31)
-    print(f"seed {seed}")  # shown on failure, so the case can be replayed
-    return seed
 
 
 def random_layer(direction: str, dim: int = 4, seed: int = 0) -> StructureAwareSSM:
@@ -44,7 +38,9 @@ def neighbourhood_extreme(values: torch.Tensor, offsets: list[int], reduce) -> t
     """Per pixel, max or min of ``values`` over the pixels at (dy, dx) in offsets², clamped to the image."""
     h, w = values.shape
     rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    stack = [values[(rows + dy).clamp(0, h - 1), (cols + dx).clamp(0, w - 1)] for dy in offsets for dx in offsets]
+    rows_at = [(rows + d).clamp(0, h - 1) for d in offsets]
+    cols_at = [(cols + d).clamp(0, w - 1) for d in offsets]
+    stack = [values[r, c] for r in rows_at for c in cols_at]
     return reduce(torch.stack(stack), dim=0).values
 
 
@@ -132,5 +128,6 @@ def test_operation_count_does_not_depend_on_scans():
     # The FLOP counter hooks modules; a turned layer still runs its conv module (with a turned kernel).
     from spatial_restore.complexity import count_flops
 
-    row, turning = (count_flops(SpatialMambaUNet.from_preset("tiny", scans=s), (1, 3, 32, 40)) for s in (["row"], CYCLE))
+    row, turning = (count_flops(SpatialMambaUNet.from_preset("tiny", scans=s), (1, 3, 32, 40))
+                    for s in (["row"], CYCLE))
     assert row == turning and row["conv"] > 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import random
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -20,7 +19,7 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton")
 
-from conftest import rel_err  # noqa: E402
+from conftest import fresh_seed, rel_err  # noqa: E402
 from spatial_restore import kernels  # noqa: E402
 from spatial_restore.kernels import sasf_core, sasf_core_ref  # noqa: E402
 from spatial_restore.kernels import triton_sasf  # noqa: E402
@@ -60,10 +59,6 @@ def run_both(inputs, height, width, act_dtype, config=SMALL):
     y = triton_sasf.sasf_core_triton(*tri.values(), height, width, config=config)
     y.backward(dy.float())
     return y, y_ref, tri, ref
-
-
-def fresh_seed() -> int:
-    return random.SystemRandom().randrange(2**31)
 
 
 @pytest.mark.parametrize(

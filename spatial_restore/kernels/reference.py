@@ -83,9 +83,9 @@ def _softplus_(x: torch.Tensor) -> torch.Tensor:
     """``F.softplus`` (threshold 20) in place on a contiguous tensor, a cache-sized block at a time.
 
     torch's CPU softplus and log1p are not vectorised; this, as max(x, 0) + log1p(exp(-|x|)) from
-    exp and log, is 2-3x faster (docs/benchmarks.md, CPU). log1p(e) = log(u) - ((u - 1) - e) / u with u = 1 + e rounded: the
-    second term takes back the rounding of u, so tiny values stay exact (the Triton kernels use
-    Goldberg's form of the same correction).
+    exp and log, is 2-3x faster (docs/benchmarks.md, CPU). log1p(e) = log(u) - ((u - 1) - e) / u with
+    u = 1 + e rounded: the second term takes back the rounding of u, so tiny values stay exact (the
+    Triton kernels use Goldberg's form of the same correction).
     """
     flat = x.view(-1)
     size = min(SOFTPLUS_BLOCK, flat.numel())
