@@ -197,6 +197,20 @@ def test_psnr_loss_is_negative_psnr():
     assert PSNRLoss()(pred, gt).item() == pytest.approx(-20.0, abs=1e-3)
 
 
+def test_psnr_loss_weights_each_image_by_its_error_up_to_eps():
+    """d loss / d MSE_b is proportional to 1 / (MSE_b + eps): a crop with 100x less error gets ~100x the
+    weight, until its error reaches eps."""
+    gt = torch.zeros(2, 1, 4, 4)
+    for eps, ratio in ((1e-8, 100.0), (1e-4, (1e-2 + 1e-4) / (1e-4 + 1e-4))):
+        pred = torch.stack([torch.full((1, 4, 4), 0.1), torch.full((1, 4, 4), 0.01)]).requires_grad_()
+        PSNRLoss(eps=eps)(pred, gt).backward()
+        per_pixel = pred.grad.flatten(1)[:, 0]  # d/dpred = 2 pred / (n (MSE + eps)) per image
+        weight = (per_pixel / pred.detach().flatten(1)[:, 0]).tolist()
+        assert weight[1] / weight[0] == pytest.approx(ratio, rel=1e-3)
+    with pytest.raises(ValueError, match="eps"):
+        PSNRLoss(eps=0)
+
+
 def test_force_yml_parses_values_as_yaml_and_refuses_unknown_sections():
     opt = {"train": {"total_iter": 10}}
     set_option(opt, "train:total_iter=20")
