@@ -27,11 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from .inference.batch import add_noise
+    from .inference.heap import keep_freed_memory
     from .inference.image_io import read_image, to_display_u8, write_png
     from .inference.restorer import Restorer, pick_device
     from .metrics import psnr
     from .weights import ModelNotFound, load_model
 
+    keep_freed_memory()
     try:
         model, card = load_model("default")
     except ModelNotFound as err:

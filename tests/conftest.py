@@ -10,6 +10,10 @@ from pathlib import Path
 # set it before anything imports them. The suite runs Triton on the CPU interpreter; GPU checks live
 # in scripts/gpu_check_kernels.py (export TRITON_INTERPRET=0 to run these tests compiled on a GPU).
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# The entry points under test (inference.py, the demo, the bench) would switch glibc to keeping freed
+# memory for the rest of this process (spatial_restore/inference/heap.py); tests/test_heap.py checks
+# that switch in subprocesses of its own, so the suite's memory behaves as any process's.
+os.environ.setdefault("SPATIAL_RESTORE_KEEP_FREED_MEMORY", "0")
 
 import pytest
 import torch
