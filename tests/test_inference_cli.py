@@ -16,6 +16,7 @@ from PIL import Image
 from spatial_restore.archs import SpatialMambaUNet
 from spatial_restore.checkpoint import save_safetensors
 from spatial_restore.inference.cli import main
+from spatial_restore.inference.restorer import Restorer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,3 +180,22 @@ def test_script_help_matches_docs():
     help_text = subprocess.run([sys.executable, "inference.py", "--help"], cwd=REPO, capture_output=True, text=True,
                                env={"COLUMNS": "100", "PATH": ""}, check=True).stdout
     assert help_text.strip() in (REPO / "docs" / "usage.md").read_text()
+
+
+@pytest.mark.parametrize("args, views", [([], 1), (["--self-ensemble"], 8), (["--self-ensemble", "2"], 2),
+                                         (["--self-ensemble=4"], 4)])
+def test_self_ensemble_views_reach_the_restorer(tmp_path, model, capsys, monkeypatch, args, views):
+    Image.fromarray(photo()).save(tmp_path / "a.png")
+    built = []
+    monkeypatch.setattr("spatial_restore.inference.cli.Restorer",
+                        lambda *a, **k: built.append(a[5]) or Restorer(*a, **k))
+    code, _, _ = run(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--model", model, *args)
+    assert code == 0 and built == [views]
+
+
+@pytest.mark.parametrize("value", ["3", "a.png"])
+def test_self_ensemble_refuses_other_view_counts_with_a_hint(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--self-ensemble", value, str(tmp_path / "a.png"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "N must be one of 1, 2, 4, 8" in err and f"got '{value}'" in err

@@ -115,33 +115,48 @@ class Pointwise(nn.Module):
         return torch.sigmoid(self.conv(x))
 
 
-def test_self_ensemble_is_identity_for_an_equivariant_model():
+@pytest.mark.parametrize("views", [2, 4, 8])
+def test_self_ensemble_is_identity_for_an_equivariant_model(views):
     torch.manual_seed(0)
     net = Pointwise()
     img = smooth_image(40, 56)
-    ensembled = Restorer(net, tile=0, self_ensemble=True)(img)
+    ensembled = Restorer(net, tile=0, self_ensemble=views)(img)
     assert ensembled.shape == img.shape
     np.testing.assert_allclose(ensembled, Restorer(net, tile=0)(img), atol=1e-6)
 
 
-def test_self_ensemble_averages_the_eight_transforms():
-    """For a non-equivariant net the ensemble equals the explicit mean over the 8 dihedral transforms."""
-    net = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+@pytest.mark.parametrize("views, transforms", [
+    (2, [(0, False), (2, False)]),
+    (4, [(k, False) for k in range(4)]),
+    (8, [(k, flip) for k in range(4) for flip in (False, True)]),
+])
+def test_self_ensemble_averages_its_dihedral_transforms(views, transforms):
+    """For a non-equivariant net the ensemble equals the explicit mean over its transforms
+    (k quarter turns, then a flip of the columns), each undone on the output. 5x5: the quarter turns
+    of a 3x3 kernel average to one the flip leaves alone, so x4 would equal x8."""
+    net = nn.Conv2d(3, 3, 5, padding=2, bias=False)
     torch.manual_seed(0)
     nn.init.normal_(net.weight)
     img = smooth_image(24, 40)
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
     expected = torch.zeros_like(x)
     with torch.no_grad():
-        for k in range(4):
-            for flip in (False, True):
-                t = torch.rot90(x, k, (2, 3))
-                t = torch.flip(t, (3,)) if flip else t
-                y = net(t)
-                y = torch.flip(y, (3,)) if flip else y
-                expected += torch.rot90(y, -k, (2, 3)) / 8
-    got = Restorer(net, tile=0, self_ensemble=True)(img)
+        for k, flip in transforms:
+            t = torch.rot90(x, k, (2, 3))
+            t = torch.flip(t, (3,)) if flip else t
+            y = net(t)
+            y = torch.flip(y, (3,)) if flip else y
+            expected += torch.rot90(y, -k, (2, 3)) / len(transforms)
+    got = Restorer(net, tile=0, self_ensemble=views)(img)
     np.testing.assert_allclose(got, expected[0].permute(1, 2, 0).numpy(), atol=1e-5)
+    if views < 8:  # fewer views are a different estimate, not the x8 one
+        assert np.abs(got - Restorer(net, tile=0, self_ensemble=8)(img)).max() > 1e-3
+
+
+@pytest.mark.parametrize("views", [True, 3, 0])
+def test_self_ensemble_refuses_view_counts_it_does_not_have(views):
+    with pytest.raises(ValueError, match="self_ensemble"):
+        Restorer(nn.Identity(), self_ensemble=views)
 
 
 def test_bf16_precision_runs_and_stays_close():

@@ -8,8 +8,8 @@ computed on float RGB (no quantisation, no border crop) and averaged over the im
   rounded; h = hColor = 0.7 sigma (best of 0.5/0.7/0.9/1.1 sigma on crops of train photos, never val).
 - CBM3D: PyPI ``bm3d`` (``bm3d_rgb``) on the unclipped float image, told the true sigma.
 - ours: the default model (blind: it is not told sigma), or ``--model``.
-- ours_x8 (opt-in, 8x the time): the same model with the x8 flip/rotation self-ensemble of
-  ``inference.py --self-ensemble``; it averages out the direction of the network's raster scan.
+- ours_x2, ours_x4, ours_x8 (opt-in, N times the time): the same model averaged over N flips/rotations,
+  ``inference.py --self-ensemble N``; it averages out the direction of the network's raster scan.
 With ``--grey-files`` every image is desaturated (BT.601) and gets one noise field shared by its three
 channels: a noisy grey file as a colour network reads it. NLM and CBM3D then run on the one grey channel
 (``fastNlMeansDenoising``, ``bm3d.bm3d``), as their colour versions would take the shared noise for a
@@ -33,11 +33,11 @@ from ..inference.heap import keep_freed_memory
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "photos" / "val"
 NLM_H_PER_SIGMA = 0.7
-METHODS = ("noisy", "nlm", "cbm3d", "ours", "ours_x8")
+OUR_METHODS = {"ours": 1, "ours_x2": 2, "ours_x4": 4, "ours_x8": 8}  # run by our model: self-ensemble views
+METHODS = ("noisy", "nlm", "cbm3d", *OUR_METHODS)
 DEFAULT_METHODS = METHODS[:4]
-OUR_METHODS = ("ours", "ours_x8")  # run by our model; the ensemble one with self_ensemble
 LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", "ours": "ours (blind)",
-          "ours_x8": "ours (blind, ×8 ensemble)"}
+          **{m: f"ours (blind, ×{n} ensemble)" for m, n in OUR_METHODS.items() if n > 1}}
 GREY_LABELS = {**LABELS, "nlm": "NLM (OpenCV, grey)", "cbm3d": "BM3D (σ known)"}  # with --grey-files
 
 
@@ -94,7 +94,7 @@ def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list
         restorers: dict[str, Callable[[np.ndarray], np.ndarray]], grey_files: bool = False) -> dict:
     """{sigma: {method: {"psnr", "ssim", "seconds"} means}} plus per-image values.
 
-    ``restorers`` maps our methods ("ours", "ours_x8") to a float32 HxWx3 -> HxWx3 function.
+    ``restorers`` maps our methods ("ours", "ours_x8", ...) to a float32 HxWx3 -> HxWx3 function.
     """
     from ..metrics import psnr, ssim
 
@@ -117,7 +117,7 @@ def run(images: list[tuple[str, np.ndarray]], sigmas: list[float], methods: list
                 out = out if method == "noisy" else np.clip(out, 0.0, 1.0)
                 rows.append({"image": name, "psnr": psnr(out, clean, data_range=1.0),
                              "ssim": ssim(out, clean, data_range=1.0), "seconds": seconds})
-                print(f"sigma {sigma:g} {method:6s} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
+                print(f"sigma {sigma:g} {method:7s} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
             per_method[method] = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "seconds")}
             per_method[method]["images"] = rows
         results[f"{sigma:g}"] = per_method
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         device = pick_device(args.device)
         tiling = {} if args.tile is None else {"tile": args.tile or None}
         restorers = {m: Restorer(model, device, args.precision, stride=card.stride, in_channels=card.in_channels,
-                                 self_ensemble=m == "ours_x8", **tiling) for m in ours}
+                                 self_ensemble=OUR_METHODS[m], **tiling) for m in ours}
         model_info = card.summary()
     results = run(images, args.sigmas, methods, restorers, args.grey_files)
     what = "desaturated, noise shared by the channels" if args.grey_files else "colour, noise per channel"

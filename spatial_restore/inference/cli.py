@@ -15,7 +15,16 @@ from tqdm import tqdm
 
 from .batch import Options, expand_inputs, format_table, lpips_unavailable, mean_metrics, plan_outputs, process
 from .heap import keep_freed_memory
-from .restorer import AUTO_TILE, PRECISIONS, Restorer, pick_device
+from .restorer import AUTO_TILE, ENSEMBLE_VIEWS, PRECISIONS, Restorer, pick_device
+
+
+def ensemble_views(text: str) -> int:
+    """--self-ensemble's N; says what to do when an input path landed there (``--self-ensemble a.png``)."""
+    if text.isdigit() and int(text) in ENSEMBLE_VIEWS:
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"N must be one of {', '.join(map(str, ENSEMBLE_VIEWS))}, got {text!r} (before the inputs, write "
+        "--self-ensemble 8 for the 8 views)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="noise seed, the same for each image (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
                         help="also write OUTDIR/compare/<name>.png: input | output | ground truth")
-    parser.add_argument("--self-ensemble", action="store_true",
-                        help="average over the 8 flips/rotations (8x slower, usually a little better)")
+    parser.add_argument("--self-ensemble", nargs="?", const=8, default=1, type=ensemble_views, metavar="N",
+                        help="average the network over N flips/rotations: 2 (a half turn), 4 (the quarter "
+                             "turns) or 8 (also flipped; N's default); N times slower, usually a little better")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the network (CUDA only): each new image/tile size first compiles "
                              "(about a minute), then the network runs about 2x faster; for long batches")

@@ -72,6 +72,12 @@ def _transform(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(x, dims=(3,)) if k >= 4 else x
 
 
+# The transforms averaged by an N-view self-ensemble: nested subgroups of the dihedral group, so each
+# N holds its own inverses: 2 = identity and half turn (the raster scan then runs the other way in both
+# axes), 4 = the quarter turns, 8 = the quarter turns with and without a flip.
+ENSEMBLE_VIEWS = {1: (0,), 2: (0, 2), 4: (0, 1, 2, 3), 8: tuple(range(8))}
+
+
 def _inverse(x: torch.Tensor, k: int) -> torch.Tensor:
     x = torch.flip(x, dims=(3,)) if k >= 4 else x
     return torch.rot90(x, -(k % 4), dims=(2, 3))
@@ -86,7 +92,7 @@ class Restorer:
     precision: str = "fp32"
     tile: int | None = AUTO_TILE  # None or 0: never tile
     tile_overlap: int = 64
-    self_ensemble: bool = False
+    self_ensemble: int = 1  # views averaged: a key of ENSEMBLE_VIEWS (1 = a single pass)
     stride: int = 8  # the network's size multiple; smaller images are edge-padded up to it
     in_channels: int = 3
     compile: bool = False  # torch.compile the network (compiled once per tile/image shape: pays off on batches)
@@ -95,6 +101,8 @@ class Restorer:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if isinstance(self.self_ensemble, bool) or self.self_ensemble not in ENSEMBLE_VIEWS:  # True is not 8
+            raise ValueError(f"self_ensemble must be one of {sorted(ENSEMBLE_VIEWS)} views, got {self.self_ensemble!r}")
         self.model = self.model.to(self.device).eval()
         if self.compile:
             self.model = torch.compile(self.model, dynamic=False)
@@ -108,9 +116,10 @@ class Restorer:
             return self.model(x).float()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.self_ensemble:
+        views = ENSEMBLE_VIEWS[self.self_ensemble]
+        if views == (0,):
             return self._net(x)
-        return sum(_inverse(self._net(_transform(x, k)), k) for k in range(8)) / 8
+        return sum(_inverse(self._net(_transform(x, k)), k) for k in views) / len(views)
 
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
