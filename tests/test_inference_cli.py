@@ -188,9 +188,9 @@ def test_self_ensemble_views_reach_the_restorer(tmp_path, model, capsys, monkeyp
     Image.fromarray(photo()).save(tmp_path / "a.png")
     built = []
     monkeypatch.setattr("spatial_restore.inference.cli.Restorer",
-                        lambda *a, **k: built.append(a[5]) or Restorer(*a, **k))
+                        lambda *a, **k: built.append(Restorer(*a, **k)) or built[-1])
     code, _, _ = run(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--model", model, *args)
-    assert code == 0 and built == [views]
+    assert code == 0 and [r.self_ensemble for r in built] == [views]
 
 
 @pytest.mark.parametrize("value", ["3", "a.png"])
