@@ -12,7 +12,6 @@ The CLI moves its models to the meta device, so even B at 1024² costs no comput
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter
 
 import torch
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-mode", action="store_true", help="BatchNorm in eval mode")
     args = parser.parse_args(argv)
     h, w = (args.size * 2)[:2]
-    print(f"| model | params | GFLOPs total | conv | linear | matmul | scan | fusion | norms | input |")
+    print("| model | params | GFLOPs total | conv | linear | matmul | scan | fusion | norms | input |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         model = build(name).to("meta")  # a throwaway copy: shapes are all the count needs

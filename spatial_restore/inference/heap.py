@@ -7,8 +7,8 @@ the network itself: one 512x512 forward of the default denoiser went from 7.6-9.
 (~100,000 page faults per forward to none) when large blocks came from the heap and stayed there.
 The price is that the process keeps its peak heap until it exits (inference.py on 512x512 photos:
 peak RSS 2.7 -> 3.7-3.9 GB), which suits a command that exits after its batch, not a library inside
-someone's long-lived process: so only the entry points (``inference.py``, the demo, the quality bench) call it, and
-SPATIAL_RESTORE_KEEP_FREED_MEMORY=0 turns it off.
+someone's long-lived process: so only the entry points (``inference.py``, the demo, the quality
+bench) call it, and SPATIAL_RESTORE_KEEP_FREED_MEMORY=0 turns it off.
 """
 
 from __future__ import annotations

@@ -72,15 +72,15 @@ def _transform(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(x, dims=(3,)) if k >= 4 else x
 
 
+def _inverse(x: torch.Tensor, k: int) -> torch.Tensor:
+    x = torch.flip(x, dims=(3,)) if k >= 4 else x
+    return torch.rot90(x, -(k % 4), dims=(2, 3))
+
+
 # The transforms averaged by an N-view self-ensemble: nested subgroups of the dihedral group, so each
 # N holds its own inverses: 2 = identity and half turn (the raster scan then runs the other way in both
 # axes), 4 = the quarter turns, 8 = the quarter turns with and without a flip.
 ENSEMBLE_VIEWS = {1: (0,), 2: (0, 2), 4: (0, 1, 2, 3), 8: tuple(range(8))}
-
-
-def _inverse(x: torch.Tensor, k: int) -> torch.Tensor:
-    x = torch.flip(x, dims=(3,)) if k >= 4 else x
-    return torch.rot90(x, -(k % 4), dims=(2, 3))
 
 
 @dataclass
