@@ -1,15 +1,18 @@
 """SpatialMambaUNet presets on a GPU: inference latency/peak memory per size and dtype, training-step speed.
 
-Inference: batch 1 at each size, fp32 and bf16 autocast, timed with CUDA events over ``--iters`` runs
+Inference: batch 1 at each size, fp32 and/or bf16 autocast, timed with CUDA events over ``--iters`` runs
 after ``--warmup``; peak memory is torch.cuda.max_memory_allocated over the timed runs (weights
-included). Training: 128^2 crops, batch 8, bf16 autocast, L1 loss, backward, AdamW step (what
-RestorationModel does, without EMA and data loading). Sizes that run out of memory are reported as OOM.
+included). Training: crops of each ``--train-crops`` size, batch ``--batch``, bf16 autocast, L1 loss,
+backward, AdamW step (what RestorationModel does, without EMA and data loading). Sizes that run out of
+memory are reported as OOM. ``--profile`` adds, per preset and size, GPU time per op class
+(torch.profiler) for one bf16 forward and one training step.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -21,6 +24,25 @@ from .. import kernels
 from ..archs import UNET_PRESETS, SpatialMambaUNet
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+# GPU kernel name -> op class, first match wins (names as CUDA/cuDNN/Triton/inductor emit them).
+OP_CLASSES: list[tuple[str, re.Pattern]] = [
+    ("sasf", re.compile(r"_fwd_scan|_fwd_fuse|_bwd_scan|_bwd_fuse|_bwd_border|_carry_kernel|sasf", re.I)),
+    ("norm", re.compile(r"layer_norm|layernorm|_norm_|rms", re.I)),
+    ("gemm", re.compile(r"gemm|nvjet|cutlass|sm90_xmma|matmul|wgmma|splitk", re.I)),
+    ("conv", re.compile(r"conv|cudnn|implicit|winograd|dgrad|wgrad|fprop|depthwise", re.I)),
+    ("copy/permute", re.compile(r"copy|transpose|permute|cat|pad|reflection|replication|shuffle|index", re.I)),
+    ("reduce", re.compile(r"reduce|sum", re.I)),
+    ("optimizer", re.compile(r"adam|foreach|multi_tensor", re.I)),
+    ("elementwise", re.compile(r"elementwise|silu|gelu|mul|add|exp|softplus|triton_poi|vectorized|unrolled", re.I)),
+]
+
+
+def op_class(kernel_name: str) -> str:
+    for name, pattern in OP_CLASSES:
+        if pattern.search(kernel_name):
+            return name
+    return "other"
 
 
 def cuda_time(step: Callable[[], None], warmup: int, iters: int) -> tuple[float, float]:
@@ -48,70 +70,124 @@ def measure_or_oom(step: Callable[[], None], warmup: int, iters: int) -> dict:
         torch.cuda.empty_cache()
 
 
-def bench_preset(name: str, sizes: list[int], warmup: int, iters: int) -> dict:
+def profile_classes(step: Callable[[], None], top: int = 0) -> dict[str, float]:
+    """GPU milliseconds per op class in one call of ``step`` (warm), from torch.profiler's kernel events;
+    ``top`` > 0 also prints the most expensive kernels with their class."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    totals: dict[str, float] = {}
+    kernels_ms = []
+    for event in prof.key_averages():
+        us = getattr(event, "self_device_time_total", 0) or 0
+        if us > 0 and event.device_type == torch.autograd.DeviceType.CUDA:
+            cls = op_class(event.key)
+            totals[cls] = totals.get(cls, 0.0) + us / 1000
+            kernels_ms.append((us / 1000, event.count, cls, event.key))
+    for ms, count, cls, key in sorted(kernels_ms, reverse=True)[:top]:
+        print(f"    {ms:8.3f} ms {count:5d}x {cls:13s} {key[:110]}")
+    return {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: list[int], batch: int,
+                 warmup: int, iters: int, profile: int | None, compile_mode: str | None, overrides: dict) -> dict:
     torch.manual_seed(0)
-    model = SpatialMambaUNet.from_preset(name).cuda()
+    model = SpatialMambaUNet.from_preset(name, **overrides).cuda()
     result = {"preset": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-              "inference": [], "train": None}
+              "overrides": overrides, "compile": compile_mode, "inference": [], "train": [], "profile": []}
+    net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compile_mode else model
     model.eval()
     for size in sizes:
         x = torch.rand(1, 3, size, size, device="cuda")
-        for label, dtype in DTYPES.items():
+        for label in dtypes:
+            dtype = DTYPES[label]
 
             @torch.inference_mode()
             def infer(x=x, dtype=dtype):
                 with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-                    model(x)
+                    net(x)
 
-            result["inference"].append({"size": size, "dtype": label, **measure_or_oom(infer, warmup, iters)})
+            row = {"size": size, "dtype": label, **measure_or_oom(infer, warmup, iters)}
+            result["inference"].append(row)
+            print(f"  {name} infer {size}² {label}: {row}", flush=True)
+            if profile is not None and label == "bf16" and row["ms"] is not None:
+                result["profile"].append({"what": f"infer {size}² bf16", "ms": profile_classes(infer, profile)})
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    lq, gt = torch.rand(8, 3, 128, 128, device="cuda"), torch.rand(8, 3, 128, 128, device="cuda")
+    for crop in train_crops:
+        lq = torch.rand(batch, 3, crop, crop, device="cuda")
+        gt = torch.rand(batch, 3, crop, crop, device="cuda")
 
-    def train_step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(lq)
-        F.l1_loss(out.float(), gt).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        def train_step(lq=lq, gt=gt):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = net(lq)
+            F.l1_loss(out.float(), gt).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
 
-    train = measure_or_oom(train_step, warmup, iters)
-    train["it_per_s"] = round(1000 / train["ms"], 2) if train["ms"] else None
-    result["train"] = train
+        row = {"crop": crop, "batch": batch, **measure_or_oom(train_step, warmup, iters)}
+        row["it_per_s"] = round(1000 / row["ms"], 2) if row["ms"] else None
+        result["train"].append(row)
+        print(f"  {name} train {crop}²x{batch}: {row}", flush=True)
+        if profile is not None and row["ms"] is not None:
+            result["profile"].append({"what": f"train {crop}²x{batch}", "ms": profile_classes(train_step, profile)})
     return result
 
 
-def markdown(results: list[dict], sizes: list[int]) -> str:
-    head = ["preset", "params (M)"] + [f"{s}² {d} ms / GiB" for s in sizes for d in DTYPES] + ["train 128²×8 bf16 it/s / GiB"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def markdown(results: list[dict]) -> str:
+    lines = []
     for r in results:
-        cells = [r["preset"], f"{r['params_m']:.2f}"]
-        for row in r["inference"]:
-            cells.append("OOM" if row["ms"] is None else f"{row['ms']:.1f} / {row['peak_gib']:.2f}")
-        t = r["train"]
-        cells.append("OOM" if t["ms"] is None else f"{t['it_per_s']:.2f} / {t['peak_gib']:.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [f"{i['size']}² {i['dtype']}: " + ("OOM" if i["ms"] is None else f"{i['ms']:.1f} ms / {i['peak_gib']:.2f} GiB")
+                 for i in r["inference"]]
+        cells += [f"train {t['crop']}²×{t['batch']}: " + ("OOM" if t["ms"] is None else
+                  f"{t['it_per_s']:.2f} it/s / {t['peak_gib']:.2f} GiB") for t in r["train"]]
+        lines.append(f"| {r['preset']} | {r['params_m']:.2f} M | " + " | ".join(cells) + " |")
+        for p in r["profile"]:
+            total = sum(p["ms"].values())
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in p["ms"].items())
+            lines.append(f"|   profile {p['what']} (GPU ms, total {total:.2f}) | {parts} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m spatial_restore.bench restoration", description=__doc__)
-    p.add_argument("--presets", nargs="+", choices=sorted(UNET_PRESETS), default=["tiny", "small", "base"])
-    p.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    p.add_argument("--presets", nargs="+", choices=sorted(UNET_PRESETS), default=["small", "base"])
+    p.add_argument("--sizes", nargs="*", type=int, default=[256, 1024])
+    p.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["bf16"])
+    p.add_argument("--train-crops", nargs="*", type=int, default=[128, 256])
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--profile", nargs="?", type=int, const=0, default=None, metavar="TOP",
+                   help="GPU time per op class (torch.profiler); TOP > 0 also prints the TOP costliest kernels")
+    p.add_argument("--compile", nargs="?", const="default", choices=["default", "max-autotune-no-cudagraphs"],
+                   help="torch.compile the network first")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="SpatialMambaUNet keyword overrides (Python literals), e.g. use_checkpoint=True")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("bench restoration needs a CUDA GPU: it measures GPU latency and memory (CUDA events)")
+    import ast
 
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key] = ast.literal_eval(value)
     torch.backends.cudnn.benchmark = True
-    results = [bench_preset(name, args.sizes, args.warmup, args.iters) for name in args.presets]
+    results = [bench_preset(name, args.sizes, args.dtypes, args.train_crops, args.batch, args.warmup, args.iters,
+                            args.profile, args.compile, overrides) for name in args.presets]
     header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "sasf_backend": kernels.last_backend(), "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"# SpatialMambaUNet presets: {header['device']}, torch {header['torch']}, SASF backend "
           f"{header['sasf_backend']}, {header['when']} (batch 1 inference; ms per image / peak GiB)")
-    print(markdown(results, args.sizes))
+    print(markdown(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({**header, "results": results}, f, indent=2)
