@@ -61,7 +61,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], train_mode: bool
     totals: Counter[str] = Counter()
     hooks = []
     for module in model.modules():
-        counter = COUNTERS.get(type(module))
+        counter = next((f for cls, f in COUNTERS.items() if isinstance(module, cls)), None)
         if counter is not None:
             hooks.append(module.register_forward_hook(lambda m, i, o, f=counter: totals.update(f(m, i, o))))
     was_training = model.training

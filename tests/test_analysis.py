@@ -100,20 +100,22 @@ def test_mamba_matrix_is_lower_triangular_and_sasf_reaches_exactly_where_the_ste
 def test_core_inputs_are_what_the_layer_passes_to_the_core_op(monkeypatch):
     layer = random_layer(3, seed=5)
     x = torch.randn(2, 4, 5, 3, dtype=torch.float64)
-    real = spatial_mamba_arch.sasf_core
+    real = spatial_mamba_arch.sasf
     recorded = []
 
-    def spy(*args, **kwargs):
-        recorded.append(args)
-        return real(*args, **kwargs)
+    def spy(inputs, **kwargs):
+        recorded.append(inputs)
+        return real(inputs, **kwargs)
 
-    monkeypatch.setattr(spatial_mamba_arch, "sasf_core", spy)
+    monkeypatch.setattr(spatial_mamba_arch, "sasf", spy)
     layer(x)
     inputs = core_inputs(layer, x)
     mine = (inputs.u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.Dskip, inputs.dt_bias,
             inputs.fusion_kernels, inputs.alpha, inputs.height, inputs.width)  # fmt: skip
-    assert len(recorded) == 1 and len(recorded[0]) == len(mine)
-    for theirs, ours in zip(recorded[0], mine):
+    assert len(recorded) == 1 and recorded[0].scan == "row"
+    theirs_all = recorded[0].channels_first()
+    assert len(theirs_all) == len(mine)
+    for theirs, ours in zip(theirs_all, mine):
         if isinstance(ours, torch.Tensor):
             assert torch.equal(theirs.detach(), ours)
         else:

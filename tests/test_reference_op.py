@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import rel_err
+from sasf_inputs import random_sasf_inputs
 from spatial_restore import kernels
 from spatial_restore.kernels import linear_scan, sasf_core, sasf_core_ref, selective_scan_ref, state_fusion_ref
 
@@ -53,14 +54,8 @@ def test_state_fusion_matches_official_merged_kernel(load_ref):
 
 
 def random_core_inputs(b=2, d=5, height=3, width=7, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    length = height * width
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
-
-    return (r(b, d, length), r(b, d, length), -torch.rand(d, 1, generator=g, dtype=torch.float64).to(dtype) - 0.1,
-            r(b, 1, length), r(b, 1, length), r(d), r(d), r(3, d, 3, 3), r(3), height, width)
+    inputs = random_sasf_inputs(b, d, height, width, seed=seed, channels_last=False)
+    return tuple(a.to(dtype) if torch.is_tensor(a) else a for a in inputs.channels_first())
 
 
 @pytest.mark.parametrize("dtype,out_dtype", [(torch.float64, torch.float64), (torch.float32, torch.float32),
@@ -107,3 +102,30 @@ def test_auto_dispatch_keeps_float64_on_the_reference(monkeypatch):
         assert kernels.resolve_backend(None, cuda, torch.float32) == "triton"
     assert kernels.resolve_backend(None, cuda, torch.float64) == "reference"
     assert kernels.resolve_backend(None, torch.device("cpu"), torch.float32) == "reference"
+
+
+@pytest.mark.parametrize("scan", ["row_reverse", "col", "col_reverse"])
+def test_a_scan_order_is_the_row_scan_of_the_turned_image(scan):
+    # Independent oracle: turn the image (transpose for "col", half turn for "_reverse") and the
+    # fusion kernels with it, scan row-major, turn back. Stencil and readout commute with the turn.
+    height, width = 4, 6
+    u, delta, A, B, C, Dskip, dt_bias, K, alpha, _, _ = random_core_inputs(b=2, d=3, height=height, width=width)
+    transpose, half_turn = scan.startswith("col"), scan.endswith("_reverse")
+
+    def turn(x, h, w):  # (..., h*w) image -> the turned image, flattened
+        x = x.unflatten(-1, (h, w))
+        x = x.transpose(-2, -1) if transpose else x
+        return (x.flip(-2, -1) if half_turn else x).flatten(-2)
+
+    def turn_kernels(k):
+        k = k.transpose(-2, -1) if transpose else k
+        return k.flip(-2, -1) if half_turn else k
+
+    th, tw = (width, height) if transpose else (height, width)
+    turned = sasf_core_ref(turn(u, height, width), turn(delta, height, width), A, turn(B, height, width),
+                           turn(C, height, width), Dskip, dt_bias, turn_kernels(K), alpha, th, tw)
+    back = turned.unflatten(-1, (th, tw)).flip(-2, -1) if half_turn else turned.unflatten(-1, (th, tw))
+    back = (back.transpose(-2, -1) if transpose else back).flatten(-2)
+    y = sasf_core_ref(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan=scan)
+    torch.testing.assert_close(y, back, rtol=1e-12, atol=1e-12)
+    assert rel_err(sasf_core_ref(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width), y) > 1e-3

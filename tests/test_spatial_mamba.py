@@ -115,19 +115,21 @@ def test_sasf_layer_every_intermediate(load_ref, monkeypatch, case):
     c = fx["cases"][case]
     sasf = block.self_attention.eval()
     seen: dict[str, torch.Tensor] = {}
-    real_core = spatial_mamba_arch.sasf_core
+    real_core = spatial_mamba_arch.sasf
 
-    def recording_core(*args, **kw):
+    def recording_core(inputs, **kw):
         names = ("u", "delta", "A", "B", "C", "Dskip", "dt_bias", "kernels", "alpha")
-        seen.update(zip(names, args))
-        seen["y"] = real_core(*args, **kw)
-        return seen["y"]
+        seen.update(zip(names, inputs.channels_first()))  # the official (b, d, L) layout
+        seen["y"] = real_core(inputs, **kw).transpose(1, 2)
+        return seen["y"].transpose(1, 2)
 
-    monkeypatch.setattr(spatial_mamba_arch, "sasf_core", recording_core)
+    monkeypatch.setattr(spatial_mamba_arch, "sasf", recording_core)
     # Copies: without autograd the layer overwrites these temporaries in place (SiLU, gating).
     hooks = [sasf.in_proj.register_forward_hook(lambda m, i, o: seen.__setitem__("in_proj", o.clone())),
              sasf.conv2d.register_forward_hook(lambda m, i, o: seen.__setitem__("conv2d", o.clone())),
-             sasf.out_norm.register_forward_hook(lambda m, i, o: seen.__setitem__("out_norm", o.clone())),
+             sasf.out_norm.register_forward_hook(  # the norm alone (the module also applies the gate)
+                 lambda m, i, o: seen.__setitem__("out_norm", torch.nn.functional.layer_norm(
+                     i[0], m.normalized_shape, m.weight, m.bias, m.eps))),
              sasf.out_proj.register_forward_hook(lambda m, i, o: seen.__setitem__("gated", i[0]))]
     with torch.no_grad():
         out = sasf(c["sasf_input"])

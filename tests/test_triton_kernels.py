@@ -5,6 +5,8 @@ kernel module is imported (and the module is reloaded if something imported it e
 variable only concerns Triton; other test modules are unaffected. Shapes are tiny because the
 interpreter runs every program in Python; tile sizes shrink with them so that the scan still
 crosses several tiles and several parallel chunks, and the stencil several position blocks.
+Both memory layouts (channels-last, the network's; channels-first, the public wrapper's) and every
+scan order run through the same kernels.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton")
 
-from conftest import fresh_seed, rel_err  # noqa: E402
+from conftest import case_seed, rel_err  # noqa: E402
+from sasf_inputs import random_sasf_inputs  # noqa: E402
 from spatial_restore import kernels  # noqa: E402
-from spatial_restore.kernels import sasf_core, sasf_core_ref  # noqa: E402
+from spatial_restore.kernels import SCAN_CODES, sasf, sasf_core, sasf_core_ref  # noqa: E402
 from spatial_restore.kernels import triton_sasf  # noqa: E402
 
 if os.environ["TRITON_INTERPRET"] == "1" and type(triton_sasf._fwd_scan_kernel).__name__ != "InterpretedFunction":
@@ -33,106 +36,131 @@ NAMES = ("u", "delta", "A", "B", "C", "Dskip", "dt_bias", "fusion_kernels", "alp
 HALF = ("u", "delta", "B", "C")  # the activations; parameters stay float32 as in the model
 
 
-def core_inputs(b, d, height, width, seed):
-    """Random float64 inputs; a few delta entries cross the softplus threshold 20."""
-    g = torch.Generator().manual_seed(seed)
-    length = height * width
+def run_both(inputs, act_dtype, config=SMALL):
+    """Triton on inputs cast to act_dtype vs the float64 reference on the same (rounded) values.
 
-    def r(*shape):
-        return torch.randn(*shape, generator=g, dtype=torch.float64)
-
-    delta = r(b, d, length) - 1.0
-    delta[..., ::7] += 25.0
-    return {
-        "u": r(b, d, length), "delta": delta, "A": -torch.exp(0.5 * r(d, 1)), "B": r(b, 1, length),
-        "C": r(b, 1, length), "Dskip": r(d), "dt_bias": 0.5 * r(d), "fusion_kernels": r(3, d, 3, 3), "alpha": r(3),
-    }  # fmt: skip
-
-
-def run_both(inputs, height, width, act_dtype, config=SMALL):
-    """Triton on inputs cast to act_dtype vs the float64 reference on the same (rounded) values."""
-    tri = {k: v.to(act_dtype if k in HALF else torch.float32).requires_grad_() for k, v in inputs.items()}
+    Returns (y, y_ref, triton leaf tensors, reference leaf tensors), y channels-last (b, L, d).
+    """
+    tri = {}
+    for name in NAMES:
+        v = getattr(inputs, name)
+        tri[name] = v.to(act_dtype if name in HALF else torch.float32).detach().requires_grad_()
+    assert tri["u"].stride() == inputs.u.stride()  # the memory layout under test is kept
     ref = {k: v.detach().double().requires_grad_() for k, v in tri.items()}
-    y_ref = sasf_core_ref(*ref.values(), height, width)
-    dy = torch.randn_like(y_ref)
+    y_ref = sasf_core_ref(*inputs.replace(**ref).channels_first(), scan=inputs.scan).transpose(1, 2)
+    dy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     y_ref.backward(dy)
-    y = triton_sasf.sasf_core_triton(*tri.values(), height, width, config=config)
+    y = triton_sasf.sasf_triton(inputs.replace(**tri), config)
     y.backward(dy.float())
     return y, y_ref, tri, ref
 
 
-@pytest.mark.parametrize(
-    "b,d,height,width",
-    [
-        (2, 3, 5, 7),  # odd and non-square: every dilation-5 tap is clamped
-        (1, 2, 13, 12),  # large enough for unclamped dilation-5 taps; 20 scan tiles, 10 chunks, 3 blocks
-        (2, 2, 1, 9),  # H = 1: top and bottom border terms coincide
-        (1, 2, 11, 1),  # W = 1
-    ],
-)
-def test_float32_matches_float64_reference(b, d, height, width):
-    seed = fresh_seed()
-    y, y_ref, tri, ref = run_both(core_inputs(b, d, height, width, seed), height, width, torch.float32)
-    assert y.dtype == torch.float32
+SHAPES = [
+    (2, 3, 5, 7),  # odd and non-square: every dilation-5 tap is clamped
+    (1, 2, 13, 12),  # large enough for unclamped dilation-5 taps; 20 scan tiles, 10 chunks, 3 blocks
+    (2, 2, 1, 9),  # H = 1: top and bottom border terms coincide
+    (1, 2, 11, 1),  # W = 1
+]
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "channels_first"])
+@pytest.mark.parametrize("b,d,height,width", SHAPES)
+def test_float32_matches_float64_reference(b, d, height, width, channels_last):
+    inputs = random_sasf_inputs(b, d, height, width, seed=case_seed(), channels_last=channels_last)
+    y, y_ref, tri, ref = run_both(inputs, torch.float32)
+    assert y.dtype == torch.float32 and y.shape == (b, height * width, d)
     # fp32 state and arithmetic, error ~1e-7 relative: 1e-5 leaves a 100x margin and still catches
     # any wrong tap, border or carry (those give errors of order 1).
-    assert rel_err(y, y_ref) < 1e-5, f"seed {seed}"
+    assert rel_err(y, y_ref) < 1e-5
     for name in NAMES:
         # gradients sum many fp32 products (over L, b, d): 1e-4 relative to the tensor's max
         assert tri[name].grad.dtype == torch.float32
-        assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, f"{name}, seed {seed}"
+        assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
+
+
+@pytest.mark.parametrize("scan", ["row_reverse", "col", "col_reverse"])
+@pytest.mark.parametrize("b,d,height,width,channels_last", [(1, 3, 5, 7, True), (2, 2, 6, 3, False), (1, 2, 2, 9, True)])
+def test_scan_orders_match_the_reference(scan, b, d, height, width, channels_last):
+    inputs = random_sasf_inputs(b, d, height, width, seed=case_seed(), scan=scan, channels_last=channels_last)
+    y, y_ref, tri, ref = run_both(inputs, torch.float32)
+    assert rel_err(y, y_ref) < 1e-5
+    for name in NAMES:
+        assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
+    row = run_both(inputs.replace(scan="row"), torch.float32)[0]
+    assert rel_err(row, y) > 1e-2  # the order matters: the test can fail
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_inputs(dtype):
-    b, d, height, width = 2, 2, 6, 5
-    seed = fresh_seed()
-    inputs = core_inputs(b, d, height, width, seed)
-    y, y_ref, tri, ref = run_both(inputs, height, width, dtype)
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "channels_first"])
+def test_half_inputs(dtype, channels_last):
+    inputs = random_sasf_inputs(2, 2, 6, 5, seed=case_seed(), channels_last=channels_last, scan="col")
+    y, y_ref, tri, ref = run_both(inputs, dtype)
     # The kernels upcast on load and compute in fp32, so against the reference on the same rounded
     # inputs the output is as exact as in the fp32 test.
     assert y.dtype == torch.float32
-    assert rel_err(y, y_ref) < 1e-5, f"seed {seed}"
+    assert rel_err(y, y_ref) < 1e-5
     # Against the unrounded float64 inputs: input rounding (bf16 eps 2^-8) stays within 1e-2.
-    y_exact = sasf_core_ref(*inputs.values(), height, width)
-    assert rel_err(y, y_exact) < 1e-2, f"seed {seed}"
+    y_exact = sasf_core_ref(*inputs.channels_first(), scan=inputs.scan).transpose(1, 2)
+    assert rel_err(y, y_exact) < 1e-2
     for name in NAMES:
         # activation gradients come back in the activation dtype: one rounding, 2^-8 for bf16
         tol = 1e-2 if name in HALF else 1e-4
         assert tri[name].grad.dtype == tri[name].dtype
-        assert rel_err(tri[name].grad, ref[name].grad) < tol, f"{name}, seed {seed}"
+        assert rel_err(tri[name].grad, ref[name].grad) < tol, name
 
 
-def test_default_tiles_single_chunk():
+@pytest.mark.parametrize("config", [triton_sasf.DEFAULT_CONFIG, triton_sasf.CHANNELS_LAST_CONFIG],
+                         ids=["default", "channels_last_default"])
+def test_shipped_tiles_single_chunk(config):
     """The shipped tile sizes (one chunk, one block per plane here) give the same answer."""
-    seed = fresh_seed()
-    y, y_ref, tri, ref = run_both(core_inputs(1, 3, 4, 6, seed), 4, 6, torch.float32, triton_sasf.DEFAULT_CONFIG)
-    assert rel_err(y, y_ref) < 1e-5, f"seed {seed}"
-    assert rel_err(tri["u"].grad, ref["u"].grad) < 1e-4, f"seed {seed}"
+    inputs = random_sasf_inputs(1, 3, 4, 6, seed=case_seed())
+    y, y_ref, tri, ref = run_both(inputs, torch.float32, config)
+    assert rel_err(y, y_ref) < 1e-5
+    assert rel_err(tri["u"].grad, ref["u"].grad) < 1e-4
+
+
+def test_the_op_is_a_registered_custom_op_with_autograd():
+    """torch.compile sees one opaque op (no graph break); its fake kernel gives the real output's metadata."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    inputs = random_sasf_inputs(1, 2, 3, 4, seed=case_seed(), dtype=torch.float32)
+    args = (inputs.u, inputs.delta, inputs.A.view(-1).float(), inputs.B, inputs.C, inputs.Dskip.float(),
+            inputs.dt_bias.float(), inputs.fusion_kernels.float(), inputs.alpha.float(), 3, 4, 0, True,
+            triton_sasf.DEFAULT_CONFIG.as_list())
+    torch.library.opcheck(torch.ops.spatial_restore.sasf_fwd, args, test_utils=("test_schema", "test_faketensor"))
+    with FakeTensorMode() as mode:
+        fake = torch.ops.spatial_restore.sasf_fwd(*(mode.from_tensor(a) if torch.is_tensor(a) else a for a in args))
+    real = torch.ops.spatial_restore.sasf_fwd(*args)
+    assert fake.shape == real.shape and fake.dtype == real.dtype == torch.float32
 
 
 def test_dispatch_argument_and_environment(monkeypatch):
-    height, width = 3, 4
-    inputs = core_inputs(1, 2, height, width, fresh_seed())
-    args = [v.float() for v in inputs.values()]
-    expected = sasf_core_ref(*inputs.values(), height, width)
+    inputs = random_sasf_inputs(1, 2, 3, 4, seed=case_seed())
+    args = [a.float() if torch.is_tensor(a) else a for a in inputs.channels_first()]
+    expected = sasf_core_ref(*inputs.channels_first())
     monkeypatch.delenv(kernels.ENV_VAR, raising=False)
-    y = sasf_core(*args, height, width, backend="triton")
+    y = sasf_core(*args, backend="triton")
     assert kernels.last_backend() == "triton"
     assert rel_err(y, expected) < 1e-5
-    sasf_core(*args, height, width)  # CPU tensors: auto picks the reference
+    sasf_core(*args)  # CPU tensors: auto picks the reference
     assert kernels.last_backend() == "reference"
     monkeypatch.setenv(kernels.ENV_VAR, "triton")
-    y = sasf_core(*args, height, width)
+    y = sasf_core(*args)
     assert kernels.last_backend() == "triton"
     assert rel_err(y, expected) < 1e-5
-    sasf_core(*args, height, width, backend="reference")  # the argument beats the variable
+    sasf_core(*args, backend="reference")  # the argument beats the variable
     assert kernels.last_backend() == "reference"
+    # the channels-last form dispatches the same way
+    y_cl = sasf(inputs.replace(**{k: getattr(inputs, k).float() for k in NAMES}), backend="triton")
+    assert rel_err(y_cl.transpose(1, 2), expected) < 1e-5
 
 
 def test_rejects_unsupported_dtype_and_tiles():
-    inputs = core_inputs(1, 2, 2, 2, 0)
+    inputs = random_sasf_inputs(1, 2, 2, 2, seed=0)  # float64
     with pytest.raises(TypeError, match="float32/float16/bfloat16"):
-        triton_sasf.sasf_core_triton(*inputs.values(), 2, 2)
+        triton_sasf.sasf_triton(inputs)
     with pytest.raises(ValueError, match="power of two"):
         triton_sasf.TritonConfig(scan_block=6)
+    with pytest.raises(ValueError, match="scan must be one of"):
+        inputs.replace(scan="diagonal")
+    assert sorted(SCAN_CODES) == ["col", "col_reverse", "row", "row_reverse"]

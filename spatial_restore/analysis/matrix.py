@@ -27,7 +27,8 @@ from ..kernels.reference import DILATIONS, compute_dtype
 
 @dataclass(frozen=True)
 class CoreInputs:
-    """The arguments of one ``sasf_core`` call. Everything but ``u`` is held fixed: y is linear in u."""
+    """One core op call as the public ``sasf_core`` arguments (channels-first: the matrix view is per
+    channel). Everything but ``u`` is held fixed: y is linear in u."""
 
     u: torch.Tensor  # (b, d, L)
     delta: torch.Tensor  # (b, d, L), before dt_bias and softplus
@@ -70,9 +71,9 @@ def layer_input(model: nn.Module, layer: StructureAwareSSM, *args: torch.Tensor)
 
 @torch.no_grad()
 def core_inputs(layer: StructureAwareSSM, x: torch.Tensor) -> CoreInputs:
-    """What ``layer.forward(x)`` passes to ``sasf_core`` for channels-last x (b, H, W, C)."""
-    args, _ = layer.core_inputs(x)
-    return CoreInputs(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args))
+    """What ``layer.forward(x)`` passes to the core op for channels-last x (b, H, W, C), channels-first."""
+    inputs, _ = layer.core_inputs(x)
+    return CoreInputs(*(a.detach() if isinstance(a, torch.Tensor) else a for a in inputs.channels_first()))
 
 
 def without_fusion(inputs: CoreInputs) -> CoreInputs:

@@ -3,7 +3,7 @@
 Module names, parameter names, shapes and state_dict order equal the official model's, so official
 checkpoints load with ``strict=True``. The residual stream is channels-last (B, H, W, C); sequences
 are row-major (l = h*W + w). The SASF core (scan, state fusion, readout) is the kernel op
-``spatial_restore.kernels.sasf_core``; nothing derived from the weights is ever cached.
+``spatial_restore.kernels.sasf``, called channels-last; nothing derived from the weights is ever cached.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..kernels import sasf_core
+from ..kernels import SCAN_CODES, SASFInputs, layer_norm, sasf
 
 # Official variants (classification/configs/spatialmamba/*.yaml): configs as data.
 VARIANTS: dict[str, dict] = {
@@ -64,6 +64,26 @@ def _mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _gelu(x: torch.Tensor) -> torch.Tensor:
     """Exact GELU, in place without autograd (x must then be a temporary the caller owns)."""
     return torch.ops.aten.gelu_(x) if _inplace() else F.gelu(x)
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the last dim, optionally times silu(gate). Where the SASF op runs Triton, one
+    Triton kernel does it and writes autocast's dtype (the next projection's input) directly; elsewhere
+    torch's LayerNorm runs (in place without autograd, as the rest of the CPU path)."""
+
+    def __init__(self, dim: int, backend: str | None = None):
+        super().__init__(dim)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+        if x.is_cuda:
+            out_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else self.weight.dtype
+            fused = layer_norm(x, self.weight, self.bias, self.eps, gate, out_dtype, backend=self.backend)
+            if fused is not None:
+                return fused
+        if gate is None:
+            return super().forward(x)
+        return _mul(super().forward(x.to(self.weight.dtype)), F.silu(gate, inplace=_inplace()))
 
 
 class ConvLayer(nn.Module):
@@ -162,10 +182,10 @@ class StructureAwareSSM(nn.Module):
         self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
         self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=True)
         self.state_fusion = StateFusion(d_inner)
-        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_norm = LayerNorm(d_inner, backend)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
-        if scan_direction not in SCAN_DIRECTIONS:
-            raise ValueError(f"scan_direction must be one of {sorted(SCAN_DIRECTIONS)}, got {scan_direction!r}")
+        if scan_direction not in SCAN_CODES:
+            raise ValueError(f"scan_direction must be one of {sorted(SCAN_CODES)}, got {scan_direction!r}")
         self.scan_direction = scan_direction
         self._init_ssm(dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
 
@@ -186,56 +206,31 @@ class StructureAwareSSM(nn.Module):
         self.A_logs.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).expand_as(self.A_logs))
         self.Ds.fill_(1.0)
 
-    def core_inputs(self, x: torch.Tensor) -> tuple[tuple, torch.Tensor]:
-        """The SASF core op's positional arguments for channels-last x (b, H, W, C), and the gate z.
+    def core_inputs(self, x: torch.Tensor) -> tuple[SASFInputs, torch.Tensor]:
+        """The SASF core op's inputs for channels-last x (b, H, W, C), and the gate z.
 
         The forward and the analysis tools (which rebuild the layer as an explicit matrix) share it.
+        Everything stays channels-last: u, delta are (b, L, d) views of the projections' memory.
         """
-        _, h, w, _ = x.shape
+        b, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        # Channels-last memory throughout (u, delta, B, C are (b, d, L) views of (b, L, d) memory): the
-        # depthwise conv is faster so, the projections need no transposes, the CPU core op reads it as is.
-        x = x.permute(0, 3, 1, 2)
-        if self.scan_direction == "row":
-            u = self.conv2d(x)
-        else:  # the module still runs (its hooks, e.g. the FLOP counter's, see it), with its kernel turned
-            weights = {"weight": self._orient(self.conv2d.weight), "bias": self.conv2d.bias}
-            u = torch.func.functional_call(self.conv2d, weights, (x,))
-        u = F.silu(u, inplace=_inplace()).flatten(2)  # (b, d, L)
-        u_cl = u.transpose(1, 2)
-        dt_low, B, C = torch.split(F.linear(u_cl, self.x_proj_weight), [self.dt_rank, self.d_state, self.d_state], -1)
-        delta = F.linear(dt_low, self.dt_projs_weight).transpose(1, 2)
-        B, C = B.transpose(1, 2), C.transpose(1, 2)
+        u = F.silu(self.conv2d(x.permute(0, 3, 1, 2)), inplace=_inplace())  # channels-last memory (b, d, H, W)
+        u = u.permute(0, 2, 3, 1).reshape(b, h * w, self.d_inner)  # (b, L, d), a view
+        dt_low, B, C = torch.split(F.linear(u, self.x_proj_weight), [self.dt_rank, self.d_state, self.d_state], -1)
         fusion = self.state_fusion
-        args = (u, delta, -torch.exp(self.A_logs), B, C, self.Ds, self.dt_projs_bias,
-                self._orient(fusion.fusion_kernels()), fusion.alpha, h, w)
-        return args, z
+        inputs = SASFInputs(u, F.linear(dt_low, self.dt_projs_weight), -torch.exp(self.A_logs), B.reshape(b, -1),
+                            C.reshape(b, -1), self.Ds, self.dt_projs_bias, fusion.fusion_kernels(), fusion.alpha, h, w,
+                            self.scan_direction)
+        return inputs, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (b, H, W, C) -> (b, H, W, C). Another scan direction is the row-major layer run on the image
-        transformed (transposed, then half-turned) so that its rows are that direction's lines, with its
-        depthwise kernels transformed the same way, and transformed back: the residual stream is half
-        as wide as the op's inputs, so that is where the transform costs least."""
-        x = self._orient(x, dims=(1, 2))
+        """x (b, H, W, C) -> (b, H, W, C). The scan direction is only the order in which the recurrence
+        visits the pixels: every other step is pointwise or a centred stencil, which commute with the
+        image's transposes and half turns."""
         b, h, w, _ = x.shape
-        args, z = self.core_inputs(x)
-        y = sasf_core(*args, backend=self.backend)
-        y = y.view(b, self.d_inner, h, w).permute(0, 2, 3, 1)
-        y = _mul(self.out_norm(y.to(self.out_norm.weight.dtype)), F.silu(z, inplace=_inplace()))
-        return self._orient(self.out_proj(y), dims=(1, 2))
-
-    def _orient(self, x: torch.Tensor, dims: tuple[int, int] = (-2, -1)) -> torch.Tensor:
-        """The image transform of this layer's scan direction on two spatial dims; its own inverse."""
-        transpose, reverse = SCAN_DIRECTIONS[self.scan_direction]
-        if transpose:
-            x = x.transpose(*dims)
-        return x.flip(dims) if reverse else x
-
-
-# Scan directions of the SASF layer: (transpose, half turn) of the image before a row-major scan.
-# "row" is the official raster scan; the others start from the image's other corners or go by columns.
-SCAN_DIRECTIONS: dict[str, tuple[bool, bool]] = {
-    "row": (False, False), "row_reverse": (False, True), "col": (True, False), "col_reverse": (True, True)}
+        inputs, z = self.core_inputs(x)
+        y = sasf(inputs, backend=self.backend).view(b, h, w, self.d_inner)
+        return self.out_proj(self.out_norm(y, gate=z))
 
 
 class MLP(nn.Module):
@@ -290,12 +285,12 @@ class SpatialMambaBlock(nn.Module):
         if ffn not in FFNS:
             raise ValueError(f"ffn must be one of {sorted(FFNS)}, got {ffn!r}")
         self.cpe1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.ln_1 = nn.LayerNorm(dim)
+        self.ln_1 = LayerNorm(dim, backend)
         self.self_attention = StructureAwareSSM(dim, d_state=d_state, dt_init=dt_init, backend=backend,
                                                 scan_direction=scan_direction)
         self.drop_path = DropPath(drop_path)
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.ln_2 = nn.LayerNorm(dim)
+        self.ln_2 = LayerNorm(dim, backend)
         self.mlp = FFNS[ffn](dim, int(dim * mlp_ratio), drop)
 
     @staticmethod

@@ -1,6 +1,7 @@
 """The SASF core op (scan + structure-aware state fusion + readout) and its backend dispatch.
 
-``sasf_core`` picks Triton for CUDA tensors when Triton imports (float32/16, bfloat16; float64 goes to
+``sasf(SASFInputs)`` is the channels-last form the network calls; ``sasf_core`` is the public
+channels-first wrapper (views of the same tensors). Both pick Triton for CUDA tensors when Triton imports (float32/16, bfloat16; float64 goes to
 the reference), else the pure-PyTorch reference (computed by ``sasf_core_inference``, its in-place
 twin, when autograd is off).
 Override per call with ``backend=`` or globally with ``SPATIAL_RESTORE_BACKEND=reference|triton``.
@@ -9,20 +10,25 @@ The choice is logged once per (backend, device type) and reported by ``last_back
 
 from __future__ import annotations
 
-import functools
+import importlib
 import logging
 import os
 
 import torch
 
+from .interface import SCAN_CODES, SASFInputs
 from .reference import linear_scan, sasf_core_inference, sasf_core_ref, selective_scan_ref, state_fusion_ref
 
 __all__ = [
     "BACKENDS",
     "ENV_VAR",
+    "SCAN_CODES",
+    "SASFInputs",
     "last_backend",
+    "layer_norm",
     "linear_scan",
     "resolve_backend",
+    "sasf",
     "sasf_core",
     "sasf_core_inference",
     "sasf_core_ref",
@@ -38,14 +44,17 @@ _logged: set[tuple[str, str]] = set()
 _last: str | None = None
 
 
-@functools.lru_cache(maxsize=1)
-def _triton_impl():
-    """The Triton implementation module, or the ImportError that keeps it away."""
-    try:
-        from . import triton_sasf
-    except ImportError as err:  # triton missing or broken: the reference still works
-        return err
-    return triton_sasf
+_triton_modules: dict = {}  # name -> the Triton module, or the ImportError that keeps it away
+
+
+def _triton_impl(name: str = "triton_sasf"):
+    """A Triton implementation module of this package, or the ImportError that keeps it away (imported once)."""
+    if name not in _triton_modules:
+        try:
+            _triton_modules[name] = importlib.import_module(f"{__name__}.{name}")
+        except ImportError as err:  # triton missing or broken: the reference still works
+            _triton_modules[name] = err
+    return _triton_modules[name]
 
 
 def triton_available() -> bool:
@@ -70,6 +79,26 @@ def last_backend() -> str | None:
     return _last
 
 
+def sasf(inputs: SASFInputs, *, backend: str | None = None) -> torch.Tensor:
+    """The SASF core op on channels-last inputs: y (b, L, d), float32 for half-precision inputs, else u's dtype.
+
+    The Triton backend runs as the custom op ``torch.ops.spatial_restore.sasf_fwd`` (autograd
+    registered), so ``torch.compile`` keeps it in the graph; the reference is plain PyTorch.
+    """
+    global _last
+    name = resolve_backend(backend, inputs.u.device, inputs.u.dtype)
+    key = (name, inputs.u.device.type)
+    if not torch.compiler.is_compiling():  # bookkeeping stays out of compiled graphs
+        if key not in _logged:
+            _logged.add(key)
+            logger.info("SASF core op: %s backend on %s", name, inputs.u.device.type)
+        _last = name
+    if name == "triton":
+        return _triton_impl().sasf_triton(inputs)
+    fn = sasf_core_ref if torch.is_grad_enabled() else sasf_core_inference
+    return fn(*inputs.channels_first(), scan=inputs.scan).transpose(1, 2)
+
+
 def sasf_core(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -84,27 +113,27 @@ def sasf_core(
     width: int,
     *,
     backend: str | None = None,
+    scan: str = "row",
 ) -> torch.Tensor:
     """y = SASF(h) * C + Dskip * u, with h the scan of u under softplus(delta + dt_bias) and A.
 
     u, delta (b,d,L); A (d,1); B, C (b,1,L); Dskip, dt_bias (d,); fusion_kernels (3,d,3,3) for
-    dilations 1, 3, 5; alpha (3,); L = height * width row-major. Returns (b,d,L), float32 for
-    half-precision inputs, else the input dtype.
+    dilations 1, 3, 5; alpha (3,); L = height * width row-major; ``scan`` one of ``SCAN_CODES``.
+    Returns (b,d,L), float32 for half-precision inputs, else the input dtype. A thin wrapper over
+    ``sasf`` (views, no copies).
     """
-    global _last
-    b, d, length = u.shape
-    if length != height * width:
-        raise ValueError(f"sequence length {length} != height*width = {height}*{width}")
-    if tuple(fusion_kernels.shape) != (3, d, 3, 3):
-        raise ValueError(f"fusion_kernels must be (3,{d},3,3), got {tuple(fusion_kernels.shape)}")
-    name = resolve_backend(backend, u.device, u.dtype)
-    key = (name, u.device.type)
-    if key not in _logged:
-        _logged.add(key)
-        logger.info("SASF core op: %s backend on %s", name, u.device.type)
-    _last = name
-    if name == "triton":
-        fn = _triton_impl().sasf_core_triton
-    else:
-        fn = sasf_core_ref if torch.is_grad_enabled() else sasf_core_inference
-    return fn(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width)
+    if u.dim() != 3:
+        raise ValueError(f"u must be (b, d, L), got {tuple(u.shape)}")
+    inputs = SASFInputs.from_channels_first(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width,
+                                            scan)
+    return sasf(inputs, backend=backend).transpose(1, 2)
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+               gate: torch.Tensor | None = None, out_dtype: torch.dtype | None = None, *,
+               backend: str | None = None) -> torch.Tensor | None:
+    """LayerNorm over the last dim (times silu(gate)) as one Triton kernel when the backend for x is
+    Triton; None otherwise, so that the caller runs its own PyTorch path (see kernels/layer_norm.py)."""
+    if resolve_backend(backend, x.device, x.dtype) != "triton":
+        return None
+    return _triton_impl("layer_norm").layer_norm_triton(x, weight, bias, eps, gate, out_dtype)

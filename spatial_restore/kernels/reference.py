@@ -8,6 +8,9 @@ divides by a decay (the cumsum-of-logs shortcut would overflow when dt*A is larg
 
 ``sasf_core_inference`` computes the same op for inference (no autograd): channels innermost and in
 place, which makes it several times faster on CPU; it is tested against ``sasf_core_ref``.
+
+A scan order other than "row" (see ``interface.SCAN_CODES``) permutes the sequence into that order
+for the scan and back for the fusion, which stays in image coordinates.
 """
 
 from __future__ import annotations
@@ -24,6 +27,22 @@ SOFTPLUS_BLOCK = 1 << 16  # elements per block of _softplus_: its temporaries st
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """Half-precision inputs are computed (and returned) in float32, like the official kernels."""
     return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def to_scan_order(x: torch.Tensor, height: int, width: int, scan: str) -> torch.Tensor:
+    """(..., L) in image (row-major) order -> the same values in the order ``scan`` visits them."""
+    if scan.startswith("col"):
+        x = x.unflatten(-1, (height, width)).transpose(-2, -1).flatten(-2)
+    return x.flip(-1) if scan.endswith("_reverse") else x
+
+
+def to_image_order(x: torch.Tensor, height: int, width: int, scan: str) -> torch.Tensor:
+    """The inverse of ``to_scan_order``."""
+    if scan.endswith("_reverse"):
+        x = x.flip(-1)
+    if scan.startswith("col"):
+        x = x.unflatten(-1, (width, height)).transpose(-2, -1).flatten(-2)
+    return x
 
 
 def _scan_within_chunks(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,15 +78,19 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int = CHUNK) -> torch.T
     return h.movedim(0, -1).reshape(*lead, -1)[..., :n]
 
 
-def _linear_scan_(a: torch.Tensor, h: torch.Tensor, chunk: int = CHUNK) -> None:
+def _linear_scan_(a: torch.Tensor, h: torch.Tensor, chunk: int = CHUNK, reverse: bool = False) -> None:
     """``linear_scan`` in place along dim 1 of (batch, n, d): h_t += a_t h_{t-1}; a is overwritten.
 
     The same two-level chunked scan, with no temporaries, and every step a pass over contiguous rows
     of d channels (``linear_scan`` steps through a (b, d, L) layout one element per cache line). The
     last element of each chunk is the chunk carry, so the carries are scanned where they lie.
+    ``reverse`` runs from the end (h_t += a_t h_{t+1}): torch has no negative strides to flip a view.
     """
     n = h.shape[1]
     full = n - n % chunk if n > chunk else 0  # the part scanned chunk-wise; the rest step by step
+    if reverse:
+        _linear_scan_reverse_(a, h, chunk, full)
+        return
     if full:
         ac, hc = a[:, :full].unflatten(1, (-1, chunk)), h[:, :full].unflatten(1, (-1, chunk))
         for t in range(1, chunk):  # scan inside every chunk; a becomes the cumulative decay
@@ -77,6 +100,21 @@ def _linear_scan_(a: torch.Tensor, h: torch.Tensor, chunk: int = CHUNK) -> None:
         hc[:, 1:, :-1].addcmul_(ac[:, 1:, :-1], hc[:, :-1, -1:])  # add the carry entering each chunk
     for t in range(max(full, 1), n):
         h[:, t].addcmul_(a[:, t], h[:, t - 1])
+
+
+def _linear_scan_reverse_(a: torch.Tensor, h: torch.Tensor, chunk: int, full: int) -> None:
+    """``_linear_scan_`` from the end: the tail past ``full`` first (step by step, ending with the step
+    into the last chunk), then the chunks, whose first elements are their carries."""
+    n = h.shape[1]
+    for t in range(n - 2, (full - 1 if full else 0) - 1, -1):
+        h[:, t].addcmul_(a[:, t], h[:, t + 1])
+    if full:
+        ac, hc = a[:, :full].unflatten(1, (-1, chunk)), h[:, :full].unflatten(1, (-1, chunk))
+        for t in range(chunk - 2, -1, -1):
+            hc[:, :, t].addcmul_(ac[:, :, t], hc[:, :, t + 1])
+            ac[:, :, t].mul_(ac[:, :, t + 1])
+        _linear_scan_(ac[:, :, 0], hc[:, :, 0], chunk, reverse=True)  # the carries: states at chunk starts
+        hc[:, :-1, 1:].addcmul_(ac[:, :-1, 1:], hc[:, 1:, :1])  # add the carry entering from the right
 
 
 def _softplus_(x: torch.Tensor) -> torch.Tensor:
@@ -144,11 +182,14 @@ def sasf_core_ref(
     alpha: torch.Tensor,
     height: int,
     width: int,
+    scan: str = "row",
 ) -> torch.Tensor:
     """y = fuse(scan(u, delta, ...)) * C + Dskip * u; shapes as in ``spatial_restore.kernels.sasf_core``."""
     b, d, length = u.shape
     dtype = compute_dtype(u)
-    h = selective_scan_ref(u, delta, A, B, dt_bias).view(b, d, height, width)
+    order = (lambda x: to_scan_order(x, height, width, scan))
+    h = selective_scan_ref(order(u), order(delta), A, order(B), dt_bias)
+    h = to_image_order(h, height, width, scan).reshape(b, d, height, width)
     fused = state_fusion_ref(h, fusion_kernels.to(dtype), alpha.to(dtype)).reshape(b, d, length)
     return fused * C.to(dtype) + Dskip.to(dtype)[:, None] * u.to(dtype)
 
@@ -166,26 +207,36 @@ def sasf_core_inference(
     alpha: torch.Tensor,
     height: int,
     width: int,
+    scan: str = "row",
 ) -> torch.Tensor:
     """``sasf_core_ref`` without autograd, computed channels-last (b, L, d) and in place.
 
     Returns a (b, d, L) view of channels-last memory (free when the caller wants channels-last, as
     the model does); inputs of that layout are read without copies. It allocates as few
     activation-sized tensors as it can: on CPU, the page faults of a fresh one cost more than the
-    pass that fills it.
+    pass that fills it. A column scan reads u, delta and B through transposed views, so its states
+    are written in scan order at no extra pass.
     """
     b, d, length = u.shape
     dtype = compute_dtype(u)
     u = u.to(dtype).transpose(1, 2)
-    dt = _softplus_((delta.to(dtype).transpose(1, 2) + dt_bias.to(dtype)).contiguous())
+
+    def scan_view(x: torch.Tensor) -> torch.Tensor:  # (b, L, c) image order -> (b, L, c) view in scan order
+        x = x.unflatten(1, (height, width))
+        return x.transpose(1, 2) if scan.startswith("col") else x
+
+    order = scan_view(u)
+    dt = torch.add(scan_view(delta.to(dtype).transpose(1, 2)), dt_bias.to(dtype), out=u.new_empty(order.shape))
+    dt = _softplus_(dt).flatten(1, 2)  # contiguous in scan order
     # One pad at the largest dilation serves all three (two padded copies fewer). The padded states
     # go into the memory of the decays, which the scan leaves dead.
     pad = max(DILATIONS)
     buffer = dt.new_empty(b, height + 2 * pad, width + 2 * pad, d)
     a = torch.mul(dt, A.to(dtype).view(d), out=buffer.view(-1)[: dt.numel()].view_as(dt)).exp_()
-    h = dt.mul_(B.to(dtype).transpose(1, 2)).mul_(u)
-    _linear_scan_(a, h)
-    h = h.view(b, height, width, d).permute(0, 3, 1, 2)  # channels-last (b, d, H, W)
+    h = dt.view_as(order).mul_(scan_view(B.to(dtype).transpose(1, 2))).mul_(order).flatten(1, 2)
+    _linear_scan_(a, h, reverse=scan.endswith("_reverse"))
+    h = h.view(b, width, height, d).transpose(1, 2) if scan.startswith("col") else h.view(b, height, width, d)
+    h = h.permute(0, 3, 1, 2)  # (b, d, H, W) view of (b, H, W, d)-ordered (or transposed) memory
     padded = torch.ops.aten.replication_pad2d.out(h, (pad,) * 4, out=buffer.permute(0, 3, 1, 2))
     # A smaller dilation's output has (pad - dilation) pixels too many each side, cropped off; the
     # largest dilation goes first, so the sum accumulates into its uncropped, contiguous output.

@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .interface import SCAN_CODES, SASFInputs
+
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -43,7 +45,14 @@ class TritonConfig:
             raise ValueError(f"TritonConfig.chunk_len must be positive, got {self.chunk_len}")
 
 
-DEFAULT_CONFIG = TritonConfig()
+    def as_list(self) -> list[int]:
+        """The custom op's ``config`` argument (chunk_len None as 0)."""
+        return [self.scan_rows, self.scan_block, self.chunk_len or 0, self.fuse_rows, self.fuse_block, self.num_warps]
+
+
+DEFAULT_CONFIG = TritonConfig()  # channels-first (b, d, L): positions are contiguous
+# channels-last (b, L, d): channels are contiguous, so tiles take enough of them for whole 32-byte sectors
+CHANNELS_LAST_CONFIG = TritonConfig(scan_rows=32, scan_block=64, fuse_rows=32, fuse_block=64)
 
 
 @triton.jit
@@ -53,6 +62,34 @@ def _softplus(v):
     w = 1.0 + e
     lp = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
     return tl.where(v > 20.0, v, lp)
+
+
+@triton.jit
+def _pos(t, L, H, W, SCAN: tl.constexpr):
+    """Image position (row-major index) of scan step t: SCAN 0 row, 1 row reversed, 2 column, 3 column reversed."""
+    if SCAN % 2 == 1:
+        t = L - 1 - t
+    if SCAN >= 2:
+        t = (t % H) * W + t // H
+    return t
+
+
+@triton.jit
+def _rows(b, d, D, L, CL: tl.constexpr):
+    """Per-channel part of an activation's offset: channels-last (b, L, d) or channels-first (b, d, L)."""
+    if CL:
+        return b.to(tl.int64) * L * D + d
+    else:
+        return (b * D + d).to(tl.int64) * L
+
+
+@triton.jit
+def _cols(p, D, CL: tl.constexpr):
+    """Per-position part of an activation's offset (see _rows)."""
+    if CL:
+        return p.to(tl.int64) * D
+    else:
+        return p.to(tl.int64)
 
 
 @triton.jit
@@ -70,8 +107,9 @@ def _last(x, BL: tl.constexpr):
 
 @triton.jit
 def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, summ_ptr,
-                     D, L, n_chunks, blocks_per_chunk,
-                     BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr):
+                     D, L, H, W, n_chunks, blocks_per_chunk,
+                     BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr,
+                     CL: tl.constexpr, SCAN: tl.constexpr):
     """h_t = exp(dt A) h_{t-1} + dt B u over one chunk, one tile of BL positions at a time.
 
     SUMMARY: write only (decay product, end state from h = 0) of the chunk, for the carry pass.
@@ -83,6 +121,7 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
     A = tl.load(A_ptr + d, mask=dmask, other=0.0)
     bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
     row = (b * D + d).to(tl.int64)
+    rows = _rows(b, d, D, L, CL)
     if HAS_CARRY:
         state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
     else:
@@ -91,11 +130,12 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
     for i in range(blocks_per_chunk):
         t = (chunk * blocks_per_chunk + i) * BL + tl.arange(0, BL)
         tmask = t < L
+        p = _pos(t, L, H, W, SCAN)
         m = dmask[:, None] & tmask[None, :]
-        offs = row[:, None] * L + t[None, :]
+        offs = rows[:, None] + _cols(p, D, CL)[None, :]
         u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
         v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
-        Bt = tl.load(B_ptr + b.to(tl.int64) * L + t, mask=tmask, other=0.0).to(tl.float32)
+        Bt = tl.load(B_ptr + b.to(tl.int64) * L + p, mask=tmask, other=0.0).to(tl.float32)
         dt = _softplus(v)
         a = tl.where(m, tl.exp(dt * A[:, None]), 1.0)  # padding keeps the state unchanged
         ca, cx = tl.associative_scan((a, dt * Bt[None, :] * u), 1, _affine)
@@ -128,19 +168,18 @@ def _carry_kernel(summ_ptr, carry_ptr, n_rows, n_chunks, BR: tl.constexpr, REVER
 
 
 @triton.jit
-def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr):
+def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr):
     """A (channels x positions) tile: position math and C are per column, shared by BDF channels."""
     d = pid_d * BDF + tl.arange(0, BDF)
     l = pid_l * BLOCK + tl.arange(0, BLOCK)
     dm = d < D
     m = l < L
-    rows = (b * D + d).to(tl.int64) * L
-    return d, dm, l, m, l // W, l % W, rows, dm[:, None] & m[None, :]
+    return d, dm, l, m, l // W, l % W, _rows(b, d, D, L, CL), dm[:, None] & m[None, :]
 
 
 @triton.jit
 def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H, W,
-                     BDF: tl.constexpr, BLOCK: tl.constexpr):
+                     BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr):
     """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders.
 
     Index math is per column and shared by the BDF channels of the tile; a runtime loop over the
@@ -149,7 +188,7 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H,
     """
     pid_l, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     L = H * W
-    d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK)
+    d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK, CL)
     hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
     for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
         k = kr // 3
@@ -160,8 +199,8 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H,
         for kj in tl.static_range(3):
             off = rr + tl.minimum(tl.maximum(c + (kj - 1) * dil, 0), W - 1)
             w = alpha * tl.load(kp + kj, mask=dm, other=0.0)
-            hp += w[:, None] * tl.load(h_ptr + rows[:, None] + off[None, :], mask=m2, other=0.0)
-    offs = rows[:, None] + l[None, :]
+            hp += w[:, None] * tl.load(h_ptr + rows[:, None] + _cols(off, D, CL)[None, :], mask=m2, other=0.0)
+    offs = rows[:, None] + _cols(l, D, CL)[None, :]
     u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + b.to(tl.int64) * L + l, mask=m, other=0.0).to(tl.float32)
     Ds = tl.load(Ds_ptr + d, mask=dm, other=0.0)
@@ -169,15 +208,16 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H,
 
 
 @triton.jit
-def _g(dy_ptr, C_ptr, base, cbase, i, j, mask, W):
+def _g(dy_ptr, C_ptr, base, cbase, i, j, mask, W, D, CL: tl.constexpr):
     """g = dy * C at (i, j): the gradient reaching the fused states."""
     off = i * W + j
-    dy = tl.load(dy_ptr + base + off, mask=mask, other=0.0)
+    dy = tl.load(dy_ptr + base + _cols(off, D, CL), mask=mask, other=0.0)
     return dy * tl.load(C_ptr + cbase + off, mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit
-def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLOCK: tl.constexpr):
+def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLOCK: tl.constexpr,
+                       CL: tl.constexpr):
     """Adjoint terms that clamping adds on the image border, per (b, d) plane.
 
     A clamped tap at offset o sends the output positions whose index i + o left [0, N) to the edge
@@ -186,7 +226,7 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
     """
     d, b = tl.program_id(0), tl.program_id(1)
     L = H * W
-    base = (b * D + d).to(tl.int64) * L
+    base = _rows(b, d, D, L, CL)
     cbase = b.to(tl.int64) * L
     out = border_ptr + (b * D + d).to(tl.int64) * (2 * W + 2 * H)
     e8 = tl.arange(0, 8)
@@ -198,7 +238,7 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
         rows = (H - 1 - e8) if ci >= 2 else e8
         cols = (W - 1 - e8) if ci % 2 == 1 else e8
         mk = (e8 < H)[:, None] & (e8 < W)[None, :]
-        g = _g(dy_ptr, C_ptr, base, cbase, rows[:, None], cols[None, :], mk, W)
+        g = _g(dy_ptr, C_ptr, base, cbase, rows[:, None], cols[None, :], mk, W, D, CL)
         acc = 0.0
         for k in tl.static_range(3):
             dil = 2 * k + 1
@@ -227,8 +267,8 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
                 wt = alpha * tl.load(K_ptr + (k * D + d) * 9 + kj)
                 wb = alpha * tl.load(K_ptr + (k * D + d) * 9 + 6 + kj)
                 for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
-                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W)
-                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W)
+                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W, D, CL)
+                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W, D, CL)
         top += tl.where(q == 0, tl_c, 0.0) + tl.where(q == W - 1, tr_c, 0.0)
         bot += tl.where(q == 0, bl_c, 0.0) + tl.where(q == W - 1, br_c, 0.0)
         tl.store(out + q, top, mask=qm)
@@ -247,15 +287,15 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
                 wl = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3)
                 wr = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + 2)
                 for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
-                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W)
-                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W)
+                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W, D, CL)
+                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W, D, CL)
         tl.store(out + 2 * W + p, left, mask=pm)
         tl.store(out + 2 * W + H + p, right, mask=pm)
 
 
 @triton.jit
 def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
-                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, BLOCK: tl.constexpr):
+                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr):
     """Adjoint of fusion + readout on (channels x positions) tiles, looping over a group of channel tiles.
 
     dh = K^T (dy C) (zero outside the image, plus the border terms); dC accumulates h' dy over the
@@ -267,8 +307,8 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
     cbase = b.to(tl.int64) * L
     dC = tl.zeros([BLOCK], dtype=tl.float32)
     for j in range(tiles_per_group):
-        d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK)
-        dy = tl.load(dy_ptr + rows[:, None] + l[None, :], mask=m2, other=0.0)
+        d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK, CL)
+        dy = tl.load(dy_ptr + rows[:, None] + _cols(l, D, CL)[None, :], mask=m2, other=0.0)
         g = dy * tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)[None, :]
         hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
         dh = tl.zeros([BDF, BLOCK], dtype=tl.float32)
@@ -284,8 +324,8 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
             for kj in tl.static_range(3):
                 oj = (kj - 1) * dil
                 w = alpha * tl.load(kp + kj, mask=dm, other=0.0)
-                hv = tl.load(h_ptr + rows[:, None] + (rr + tl.minimum(tl.maximum(c + oj, 0), W - 1))[None, :],
-                             mask=m2, other=0.0)
+                hoff = _cols(rr + tl.minimum(tl.maximum(c + oj, 0), W - 1), D, CL)
+                hv = tl.load(h_ptr + rows[:, None] + hoff[None, :], mask=m2, other=0.0)
                 hp += w[:, None] * hv
                 tap = (b * n_lblk + pid_l) * 27 + kr * 3 + kj
                 tl.store(S_ptr + tap.to(tl.int64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
@@ -293,13 +333,14 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
                 am = rm & (ca >= 0) & (ca < W)
                 off = ra * W + ca
                 wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
-                dh += wC * tl.load(dy_ptr + rows[:, None] + off[None, :], mask=dm[:, None] & am[None, :], other=0.0)
+                dyoff = rows[:, None] + _cols(off, D, CL)[None, :]
+                dh += wC * tl.load(dy_ptr + dyoff, mask=dm[:, None] & am[None, :], other=0.0)
         bb = border_ptr + (b * D + d).to(tl.int64)[:, None] * (2 * W + 2 * H)
         dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
         dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
         dh += tl.load(bb + 2 * W + r[None, :], mask=m2 & (c == 0)[None, :], other=0.0)
         dh += tl.load(bb + 2 * W + H + r[None, :], mask=m2 & (c == W - 1)[None, :], other=0.0)
-        tl.store(dh_ptr + rows[:, None] + l[None, :], dh, mask=m2)
+        tl.store(dh_ptr + rows[:, None] + _cols(l, D, CL)[None, :], dh, mask=m2)
         dC += tl.sum(hp * dy, axis=0)
     l = pid_l * BLOCK + tl.arange(0, BLOCK)
     tl.store(dC_ptr + (b * n_groups + grp).to(tl.int64) * L + l, dC, mask=l < L)
@@ -308,8 +349,9 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
 @triton.jit
 def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_ptr, dy_ptr,
                      du_ptr, ddl_ptr, dB_ptr, red_ptr, carry_ptr, summ_ptr,
-                     D, L, n_chunks, blocks_per_chunk,
-                     BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr):
+                     D, L, H, W, n_chunks, blocks_per_chunk,
+                     BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr,
+                     CL: tl.constexpr, SCAN: tl.constexpr):
     """Reverse scan gh_t = dh_t + exp(dt_{t+1} A) gh_{t+1}, then every scan gradient from gh.
 
     Tiles are loaded in descending t, so a forward associative scan runs backwards in time. Uses
@@ -323,6 +365,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
     bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
     Ds = tl.load(Ds_ptr + d, mask=dmask, other=0.0)
     row = (b * D + d).to(tl.int64)
+    rows = _rows(b, d, D, L, CL)
     if HAS_CARRY:
         state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
     else:
@@ -334,10 +377,12 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
     for i in range(blocks_per_chunk):
         t = ((chunk + 1) * blocks_per_chunk - i) * BL - 1 - tl.arange(0, BL)
         tmask = t < L
+        p = _pos(t, L, H, W, SCAN)
         m = dmask[:, None] & tmask[None, :]
-        offs = row[:, None] * L + t[None, :]
+        offs = rows[:, None] + _cols(p, D, CL)[None, :]
         m1 = dmask[:, None] & (t + 1 < L)[None, :]
-        v1 = tl.load(dl_ptr + offs + 1, mask=m1, other=0.0).to(tl.float32) + bias[:, None]
+        offs1 = rows[:, None] + _cols(_pos(t + 1, L, H, W, SCAN), D, CL)[None, :]
+        v1 = tl.load(dl_ptr + offs1, mask=m1, other=0.0).to(tl.float32) + bias[:, None]
         a1 = tl.where(m1, tl.exp(_softplus(v1) * A[:, None]), 1.0)
         ca, cg = tl.associative_scan((a1, tl.load(dh_ptr + offs, mask=m, other=0.0)), 1, _affine)
         gh = cg + ca * state[:, None]
@@ -347,7 +392,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
         else:
             u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
             v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
-            Bt = tl.load(B_ptr + b.to(tl.int64) * L + t, mask=tmask, other=0.0).to(tl.float32)
+            Bt = tl.load(B_ptr + b.to(tl.int64) * L + p, mask=tmask, other=0.0).to(tl.float32)
             h = tl.load(h_ptr + offs, mask=m, other=0.0)
             dy = tl.load(dy_ptr + offs, mask=m, other=0.0)
             dt = _softplus(v)
@@ -358,7 +403,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
             ddl = tl.where(m, ddt * sig, 0.0)
             tl.store(du_ptr + offs, (Ds[:, None] * dy + gdt * Bt[None, :]).to(du_ptr.dtype.element_ty), mask=m)
             tl.store(ddl_ptr + offs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
-            tl.store(dB_ptr + (b * n_dblk + pid_d).to(tl.int64) * L + t, tl.sum(gdt * u, axis=0), mask=tmask)
+            tl.store(dB_ptr + (b * n_dblk + pid_d).to(tl.int64) * L + p, tl.sum(gdt * u, axis=0), mask=tmask)
             dA += tl.sum(tl.where(m, gdt * prev, 0.0), axis=1)
             dbias += tl.sum(ddl, axis=1)
             dD += tl.sum(u * dy, axis=1)
@@ -416,106 +461,165 @@ def _warps(tile: int, cfg: TritonConfig) -> int:
     return max(1, min(cfg.num_warps, tile // 128))
 
 
-def _scan_states(u, delta, B, A, dt_bias, p: _Plan) -> torch.Tensor:
-    """All fp32 states h (b, d, L): per-chunk summaries, carries, then the chunked scan."""
-    b, d, length = u.shape
+@dataclass(frozen=True)
+class _Geometry:
+    """What every kernel launch of one call needs besides the tensors."""
+
+    b: int
+    d: int
+    height: int
+    width: int
+    scan: int  # SCAN code of _pos
+    channels_last: bool
+    plan: _Plan
+
+    @property
+    def length(self) -> int:
+        return self.height * self.width
+
+    def scan_meta(self) -> dict:
+        p = self.plan
+        return dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps, CL=self.channels_last, SCAN=self.scan)
+
+
+def _geometry(u: torch.Tensor, height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> _Geometry:
+    b, d = (u.shape[0], u.shape[2]) if channels_last else u.shape[:2]
+    cfg = TritonConfig(*config[:2], config[2] or None, *config[3:])
+    return _Geometry(b, d, height, width, scan, channels_last, _Plan.make(b, d, height * width, u.device, cfg))
+
+
+def _scan_states(u, delta, B, A, dt_bias, g: _Geometry) -> torch.Tensor:
+    """All fp32 states h (in u's layout): per-chunk summaries, carries, then the chunked scan."""
+    p, b, d, length = g.plan, g.b, g.d, g.length
     grid = (triton.cdiv(d, p.BD), p.n_chunks, b)
-    h = torch.empty(b, d, length, device=u.device, dtype=torch.float32)
+    h = torch.empty(u.shape, device=u.device, dtype=torch.float32)
     carry = h
-    meta = dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps)
+    dims = (d, length, g.height, g.width, p.n_chunks, p.per_chunk)
     if p.n_chunks > 1:
         summ = torch.empty(b, d, p.n_chunks, 2, device=u.device, dtype=torch.float32)
-        _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, h, summ, d, length, p.n_chunks, p.per_chunk,
-                               SUMMARY=True, HAS_CARRY=False, **meta)
+        _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, h, summ, *dims,
+                               SUMMARY=True, HAS_CARRY=False, **g.scan_meta())
         carry = torch.empty(b, d, p.n_chunks, device=u.device, dtype=torch.float32)
         _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=False)
-    _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, carry, h, d, length, p.n_chunks, p.per_chunk,
-                           SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **meta)
+    _fwd_scan_kernel[grid](u, delta, B, A, dt_bias, h, carry, h, *dims,
+                           SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **g.scan_meta())
     return h
 
 
-class _SASFCore(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, cfg):
-        b, d, length = u.shape
-        p = _Plan.make(b, d, length, u.device, cfg)
-        h = _scan_states(u, delta, B, A, dt_bias, p)
-        y = torch.empty_like(h)
-        _fwd_fuse_kernel[(triton.cdiv(length, p.FB), triton.cdiv(d, p.BDF), b)](
-            h, u, C, Dskip, K, alpha, y, d, height, width, BDF=p.BDF, BLOCK=p.FB, num_warps=p.fuse_warps)
-        ctx.save_for_backward(u, delta, A, B, C, Dskip, dt_bias, K, alpha)
-        ctx.shape, ctx.plan = (height, width), p
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        u, delta, A, B, C, Dskip, dt_bias, K, alpha = ctx.saved_tensors
-        (height, width), p = ctx.shape, ctx.plan
-        b, d, length = u.shape
-        dev, f32 = u.device, torch.float32
-        dy = dy.contiguous().to(f32)
-        h = _scan_states(u, delta, B, A, dt_bias, p)
-
-        border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
-        edge = min(256, triton.next_power_of_2(max(height, width)))
-        _bwd_border_kernel[(d, b)](dy, C, K, alpha, border, d, height, width,
-                                   BLOCK=edge, num_warps=_warps(edge, DEFAULT_CONFIG))
-        n_lblk = triton.cdiv(length, p.FB)
-        dh = torch.empty_like(h)
-        dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
-        S = torch.empty(b, n_lblk, 27, d, device=dev, dtype=f32)
-        _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S, d, height, width,
-                                                  p.tiles_per_group, p.n_groups, BDF=p.BDF, BLOCK=p.FB,
-                                                  num_warps=p.fuse_warps)
-
-        n_dblk = triton.cdiv(d, p.BD)
-        grid = (n_dblk, p.n_chunks, b)
-        # Each program reads dh / h at exactly the positions it then writes: fp32 grads reuse them.
-        du = dh if u.dtype == f32 else torch.empty_like(u)
-        ddelta = h if delta.dtype == f32 else torch.empty_like(delta)
-        dB = torch.empty(b, n_dblk, length, device=dev, dtype=f32)
-        red = torch.empty(b, p.n_chunks, 3, d, device=dev, dtype=f32)
-        carry = h
-        args = (u, delta, B, A, dt_bias, Dskip, h, dh, dy, du, ddelta, dB, red)
-        meta = dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps)
-        if p.n_chunks > 1:
-            summ = torch.empty(b, d, p.n_chunks, 2, device=dev, dtype=f32)
-            _bwd_scan_kernel[grid](*args, h, summ, d, length, p.n_chunks, p.per_chunk,
-                                   SUMMARY=True, HAS_CARRY=False, **meta)
-            carry = torch.empty(b, d, p.n_chunks, device=dev, dtype=f32)
-            _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=True)
-        _bwd_scan_kernel[grid](*args, carry, h, d, length, p.n_chunks, p.per_chunk,
-                               SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **meta)
-
-        S = S.sum((0, 1)).view(3, 9, d).transpose(1, 2)  # (3, d, 9)
-        red = red.sum((0, 1))
-        grads = (
-            du,
-            ddelta,
-            red[0].view(d, 1),
-            dB.sum(1, keepdim=True),
-            dC.sum(1, keepdim=True),
-            red[2],
-            red[1],
-            (alpha[:, None, None] * S).reshape(3, d, 3, 3),
-            (K.view(3, d, 9) * S).sum((1, 2)),
-        )
-        return (*grads, None, None, None)
+@torch.library.custom_op("spatial_restore::sasf_fwd", mutates_args=())
+def sasf_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+             Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+             height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> torch.Tensor:
+    """y (fp32, u's shape and layout). u, delta contiguous (b, L, d) if channels_last else (b, d, L);
+    B, C contiguous (b, L); parameters fp32: A, Dskip, dt_bias (d,), K (3, d, 3, 3), alpha (3,)."""
+    g = _geometry(u, height, width, scan, channels_last, config)
+    p = g.plan
+    h = _scan_states(u, delta, B, A, dt_bias, g)
+    y = torch.empty_like(h)
+    _fwd_fuse_kernel[(triton.cdiv(g.length, p.FB), triton.cdiv(g.d, p.BDF), g.b)](
+        h, u, C, Dskip, K, alpha, y, g.d, height, width, BDF=p.BDF, BLOCK=p.FB, CL=channels_last,
+        num_warps=p.fuse_warps)
+    return y
 
 
-def sasf_core_triton(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width, *,
-                     config: TritonConfig | None = None) -> torch.Tensor:
-    """Triton SASF core op; same arguments and result as ``spatial_restore.kernels.sasf_core``."""
-    cfg = config or DEFAULT_CONFIG
-    for name, x in (("u", u), ("delta", delta), ("B", B), ("C", C)):
+@sasf_fwd.register_fake
+def _(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
+    return torch.empty(u.shape, device=u.device, dtype=torch.float32)
+
+
+@torch.library.custom_op("spatial_restore::sasf_bwd", mutates_args=())
+def sasf_bwd(dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+             C: torch.Tensor, Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+             height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> list[torch.Tensor]:
+    """Gradients of sasf_fwd for every tensor input, in its order (dy fp32, contiguous like u)."""
+    g = _geometry(u, height, width, scan, channels_last, config)
+    p, b, d, length, cl = g.plan, g.b, g.d, g.length, channels_last
+    dev, f32 = u.device, torch.float32
+    h = _scan_states(u, delta, B, A, dt_bias, g)
+
+    border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
+    edge = min(256, triton.next_power_of_2(max(height, width)))
+    _bwd_border_kernel[(d, b)](dy, C, K, alpha, border, d, height, width,
+                               BLOCK=edge, CL=cl, num_warps=_warps(edge, DEFAULT_CONFIG))
+    n_lblk = triton.cdiv(length, p.FB)
+    dh = torch.empty_like(h)
+    dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
+    S = torch.empty(b, n_lblk, 27, d, device=dev, dtype=f32)
+    _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S, d, height, width,
+                                              p.tiles_per_group, p.n_groups, BDF=p.BDF, BLOCK=p.FB, CL=cl,
+                                              num_warps=p.fuse_warps)
+
+    n_dblk = triton.cdiv(d, p.BD)
+    grid = (n_dblk, p.n_chunks, b)
+    # Each program reads dh / h at exactly the positions it then writes: fp32 grads reuse them.
+    du = dh if u.dtype == f32 else torch.empty_like(u)
+    ddelta = h if delta.dtype == f32 else torch.empty_like(delta)
+    dB = torch.empty(b, n_dblk, length, device=dev, dtype=f32)
+    red = torch.empty(b, p.n_chunks, 3, d, device=dev, dtype=f32)
+    carry = h
+    args = (u, delta, B, A, dt_bias, Dskip, h, dh, dy, du, ddelta, dB, red)
+    dims = (d, length, height, width, p.n_chunks, p.per_chunk)
+    if p.n_chunks > 1:
+        summ = torch.empty(b, d, p.n_chunks, 2, device=dev, dtype=f32)
+        _bwd_scan_kernel[grid](*args, h, summ, *dims, SUMMARY=True, HAS_CARRY=False, **g.scan_meta())
+        carry = torch.empty(b, d, p.n_chunks, device=dev, dtype=f32)
+        _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=True)
+    _bwd_scan_kernel[grid](*args, carry, h, *dims, SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **g.scan_meta())
+
+    S = S.sum((0, 1)).view(3, 9, d).transpose(1, 2)  # (3, d, 9)
+    red = red.sum((0, 1))
+    return [du, ddelta, red[0].clone(), dB.sum(1), dC.sum(1), red[2].clone(), red[1].clone(),
+            (alpha[:, None, None] * S).reshape(3, d, 3, 3), (K.view(3, d, 9) * S).sum((1, 2))]
+
+
+@sasf_bwd.register_fake
+def _(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
+    return [torch.empty_like(t, dtype=torch.float32) if t is not u and t is not delta else torch.empty_like(t)
+            for t in (u, delta, A, B, C, Dskip, dt_bias, K, alpha)]
+
+
+def _setup_context(ctx, inputs, output):
+    *tensors, height, width, scan, channels_last, config = inputs
+    ctx.save_for_backward(*tensors)
+    ctx.args = (height, width, scan, channels_last, config)
+
+
+def _backward(ctx, dy):
+    grads = sasf_bwd(dy.contiguous(), *ctx.saved_tensors, *ctx.args)
+    return (*grads, None, None, None, None, None)
+
+
+sasf_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def sasf_triton(inputs: SASFInputs, config: TritonConfig | None = None) -> torch.Tensor:
+    """The Triton SASF core op on channels-last inputs; y (b, L, d) fp32 for half inputs, else u's dtype."""
+    for name in ("u", "delta", "B", "C"):
+        x = getattr(inputs, name)
         if x.dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"triton SASF core supports float32/float16/bfloat16 {name}, got {x.dtype}; "
                             "use backend='reference' for other dtypes")
-    b, d, length = u.shape
-    if length != height * width:
-        raise ValueError(f"sequence length {length} != height*width = {height}*{width}")
-    params = [p.to(torch.float32) for p in (A, Dskip, dt_bias, fusion_kernels, alpha)]
-    A32, D32, bias32, K32, alpha32 = (p.contiguous() for p in params)
-    return _SASFCore.apply(u.contiguous(), delta.contiguous(), A32.view(d, 1), B.contiguous(), C.contiguous(),
-                           D32.view(d), bias32.view(d), K32.view(3, d, 3, 3), alpha32.view(3),
-                           height, width, cfg)
+    u, delta = inputs.u, inputs.delta
+    b, length, d = u.shape
+    # Read in whichever layout u already has: channels-last (the network's) or channels-first (b, d, L).
+    channels_last = not (u.stride(1) == 1 and u.stride(2) == length)
+    if channels_last:
+        u, delta = u.contiguous(), delta.contiguous()
+    else:
+        u, delta = u.transpose(1, 2), delta.transpose(1, 2).contiguous()
+    cfg = config or (CHANNELS_LAST_CONFIG if channels_last else DEFAULT_CONFIG)
+    f32 = torch.float32
+    y = sasf_fwd(u, delta, inputs.A.to(f32).reshape(d), inputs.B.reshape(b, length).contiguous(),
+                 inputs.C.reshape(b, length).contiguous(), inputs.Dskip.to(f32).reshape(d),
+                 inputs.dt_bias.to(f32).reshape(d), inputs.fusion_kernels.to(f32).reshape(3, d, 3, 3).contiguous(),
+                 inputs.alpha.to(f32).reshape(3), inputs.height, inputs.width, SCAN_CODES[inputs.scan],
+                 channels_last, cfg.as_list())
+    return y if channels_last else y.transpose(1, 2)
+
+
+def sasf_core_triton(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width, *,
+                     config: TritonConfig | None = None, scan: str = "row") -> torch.Tensor:
+    """Triton SASF core op with the public ``sasf_core`` arguments ((b, d, L) in and out)."""
+    inputs = SASFInputs.from_channels_first(u, delta, A, B, C, Dskip, dt_bias, fusion_kernels, alpha, height, width,
+                                            scan)
+    return sasf_triton(inputs, config).transpose(1, 2)
