@@ -13,7 +13,7 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 from conftest import case_seed, rel_err  # noqa: E402
-from spatial_restore.kernels import layer_norm  # noqa: E402
+from spatial_restore.kernels import triton_layer_norm as layer_norm  # noqa: E402
 
 if os.environ["TRITON_INTERPRET"] == "1" and type(layer_norm._ln_fwd_kernel).__name__ != "InterpretedFunction":
     importlib.reload(layer_norm)

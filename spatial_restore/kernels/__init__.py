@@ -133,7 +133,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
                gate: torch.Tensor | None = None, out_dtype: torch.dtype | None = None, *,
                backend: str | None = None) -> torch.Tensor | None:
     """LayerNorm over the last dim (times silu(gate)) as one Triton kernel when the backend for x is
-    Triton; None otherwise, so that the caller runs its own PyTorch path (see kernels/layer_norm.py)."""
+    Triton; None otherwise, so that the caller runs its own PyTorch path (see kernels/triton_layer_norm.py)."""
     if resolve_backend(backend, x.device, x.dtype) != "triton":
         return None
-    return _triton_impl("layer_norm").layer_norm_triton(x, weight, bias, eps, gate, out_dtype)
+    return _triton_impl("triton_layer_norm").layer_norm_triton(x, weight, bias, eps, gate, out_dtype)

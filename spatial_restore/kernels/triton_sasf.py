@@ -506,12 +506,7 @@ def _scan_states(u, delta, B, A, dt_bias, g: _Geometry) -> torch.Tensor:
     return h
 
 
-@torch.library.custom_op("spatial_restore::sasf_fwd", mutates_args=())
-def sasf_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-             Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
-             height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> torch.Tensor:
-    """y (fp32, u's shape and layout). u, delta contiguous (b, L, d) if channels_last else (b, d, L);
-    B, C contiguous (b, L); parameters fp32: A, Dskip, dt_bias (d,), K (3, d, 3, 3), alpha (3,)."""
+def _forward(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
     g = _geometry(u, height, width, scan, channels_last, config)
     p = g.plan
     h = _scan_states(u, delta, B, A, dt_bias, g)
@@ -522,16 +517,21 @@ def sasf_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Ten
     return y
 
 
+@torch.library.custom_op("spatial_restore::sasf_fwd", mutates_args=())
+def sasf_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+             Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+             height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> torch.Tensor:
+    """y (fp32, u's shape and layout). u, delta contiguous (b, L, d) if channels_last else (b, d, L);
+    B, C contiguous (b, L); parameters fp32: A, Dskip, dt_bias (d,), K (3, d, 3, 3), alpha (3,)."""
+    return _forward(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config)
+
+
 @sasf_fwd.register_fake
 def _(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
     return torch.empty(u.shape, device=u.device, dtype=torch.float32)
 
 
-@torch.library.custom_op("spatial_restore::sasf_bwd", mutates_args=())
-def sasf_bwd(dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-             C: torch.Tensor, Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
-             height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> list[torch.Tensor]:
-    """Gradients of sasf_fwd for every tensor input, in its order (dy fp32, contiguous like u)."""
+def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
     g = _geometry(u, height, width, scan, channels_last, config)
     p, b, d, length, cl = g.plan, g.b, g.d, g.length, channels_last
     dev, f32 = u.device, torch.float32
@@ -572,6 +572,15 @@ def sasf_bwd(dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Te
             (alpha[:, None, None] * S).reshape(3, d, 3, 3), (K.view(3, d, 9) * S).sum((1, 2))]
 
 
+@torch.library.custom_op("spatial_restore::sasf_bwd", mutates_args=())
+def sasf_bwd(dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+             C: torch.Tensor, Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+             height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> list[torch.Tensor]:
+    """Gradients of sasf_fwd for every tensor input, in its order (dy fp32, contiguous like u)."""
+    return _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last,
+                          config)
+
+
 @sasf_bwd.register_fake
 def _(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
     return [torch.empty_like(t, dtype=torch.float32) if t is not u and t is not delta else torch.empty_like(t)
@@ -592,6 +601,22 @@ def _backward(ctx, dy):
 sasf_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _EagerSASF(torch.autograd.Function):
+    """The same forward and backward without the custom-op dispatcher, whose Python layers cost about
+    as much host time per call as the kernels' launches: eager runs take this, compiled graphs the op."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        y = _forward(*inputs)
+        _setup_context(ctx, inputs, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        grads = _backward_impl(dy.contiguous(), *ctx.saved_tensors, *ctx.args)
+        return (*grads, None, None, None, None, None)
+
+
 def sasf_triton(inputs: SASFInputs, config: TritonConfig | None = None) -> torch.Tensor:
     """The Triton SASF core op on channels-last inputs; y (b, L, d) fp32 for half inputs, else u's dtype."""
     for name in ("u", "delta", "B", "C"):
@@ -609,7 +634,8 @@ def sasf_triton(inputs: SASFInputs, config: TritonConfig | None = None) -> torch
         u, delta = u.transpose(1, 2), delta.transpose(1, 2).contiguous()
     cfg = config or (CHANNELS_LAST_CONFIG if channels_last else DEFAULT_CONFIG)
     f32 = torch.float32
-    y = sasf_fwd(u, delta, inputs.A.to(f32).reshape(d), inputs.B.reshape(b, length).contiguous(),
+    op = sasf_fwd if torch.compiler.is_compiling() else _EagerSASF.apply
+    y = op(u, delta, inputs.A.to(f32).reshape(d), inputs.B.reshape(b, length).contiguous(),
                  inputs.C.reshape(b, length).contiguous(), inputs.Dskip.to(f32).reshape(d),
                  inputs.dt_bias.to(f32).reshape(d), inputs.fusion_kernels.to(f32).reshape(3, d, 3, 3).contiguous(),
                  inputs.alpha.to(f32).reshape(3), inputs.height, inputs.width, SCAN_CODES[inputs.scan],

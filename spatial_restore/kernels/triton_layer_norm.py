@@ -97,10 +97,7 @@ def _rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     return t2, t2.stride(0)
 
 
-@torch.library.custom_op("spatial_restore::layer_norm_fwd", mutates_args=())
-def layer_norm_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None,
-                   eps: float, out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(out (x's shape, out_dtype), mean, rstd (float32, one per row))."""
+def _forward(x, weight, bias, gate, eps, out_dtype):
     n = x.shape[-1]
     x2, x_row = _rows(x)
     z2, z_row = _rows(gate) if gate is not None else (x2, x_row)
@@ -114,6 +111,13 @@ def layer_norm_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ga
     return out, mean, rstd
 
 
+@torch.library.custom_op("spatial_restore::layer_norm_fwd", mutates_args=())
+def layer_norm_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor | None,
+                   eps: float, out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out (x's shape, out_dtype), mean, rstd (float32, one per row))."""
+    return _forward(x, weight, bias, gate, eps, out_dtype)
+
+
 @layer_norm_fwd.register_fake
 def _(x, weight, bias, gate, eps, out_dtype):
     m = x.numel() // x.shape[-1]
@@ -121,10 +125,7 @@ def _(x, weight, bias, gate, eps, out_dtype):
     return x.new_empty(x.shape, dtype=out_dtype), stats, torch.empty_like(stats)
 
 
-@torch.library.custom_op("spatial_restore::layer_norm_bwd", mutates_args=())
-def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                   gate: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor) -> list[torch.Tensor]:
-    """[dx, dweight, dbias] and, when gated, dgate."""
+def _backward_impl(dy, x, weight, bias, gate, mean, rstd):
     n = x.shape[-1]
     x2, x_row = _rows(x)
     z2, z_row = _rows(gate) if gate is not None else (x2, x_row)
@@ -142,6 +143,13 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias
     return grads + [dz] if gate is not None else grads
 
 
+@torch.library.custom_op("spatial_restore::layer_norm_bwd", mutates_args=())
+def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   gate: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor) -> list[torch.Tensor]:
+    """[dx, dweight, dbias] and, when gated, dgate."""
+    return _backward_impl(dy, x, weight, bias, gate, mean, rstd)
+
+
 @layer_norm_bwd.register_fake
 def _(dy, x, weight, bias, gate, mean, rstd):
     grads = [torch.empty_like(x), weight.new_empty(weight.shape, dtype=torch.float32),
@@ -156,19 +164,40 @@ def _setup_context(ctx, inputs, output):
     ctx.gated = gate is not None
 
 
-def _backward(ctx, dout, _dmean, _drstd):
+def _grads(ctx, dout, backward):
     x, weight, bias, gate, mean, rstd = ctx.saved_tensors
-    grads = layer_norm_bwd(dout, x, weight, bias, gate if ctx.gated else None, mean, rstd)
+    grads = backward(dout, x, weight, bias, gate if ctx.gated else None, mean, rstd)
     dgate = grads[3] if ctx.gated else None
     return grads[0], grads[1], grads[2], dgate, None, None
 
 
+def _backward(ctx, dout, _dmean, _drstd):
+    return _grads(ctx, dout, layer_norm_bwd)
+
+
 layer_norm_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerLayerNorm(torch.autograd.Function):
+    """The same kernels without the custom-op dispatcher (its host time per call rivals the kernels'
+    launches): eager runs take this, compiled graphs the op."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gate, eps, out_dtype):
+        out, mean, rstd = _forward(x, weight, bias, gate, eps, out_dtype)
+        _setup_context(ctx, (x, weight, bias, gate, eps, out_dtype), (out, mean, rstd))
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        return _grads(ctx, dout, _backward_impl)
 
 
 def layer_norm_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
                       gate: torch.Tensor | None = None, out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``layer_norm_ref`` as a Triton kernel; weight and bias are used in float32."""
     f32 = torch.float32
-    return layer_norm_fwd(x, weight.to(f32).contiguous(), bias.to(f32).contiguous(), gate, eps,
-                          out_dtype or x.dtype)[0]
+    args = (x, weight.to(f32).contiguous(), bias.to(f32).contiguous(), gate, eps, out_dtype or x.dtype)
+    if torch.compiler.is_compiling():
+        return layer_norm_fwd(*args)[0]
+    return _EagerLayerNorm.apply(*args)
