@@ -28,7 +28,7 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 # GPU kernel name -> op class, first match wins (names as CUDA/cuDNN/Triton/inductor emit them).
 OP_CLASSES: list[tuple[str, re.Pattern]] = [
     ("sasf", re.compile(r"_fwd_scan|_fwd_fuse|_bwd_scan|_bwd_fuse|_bwd_border|_carry_kernel|sasf", re.I)),
-    ("norm", re.compile(r"layer_norm|layernorm|_norm_|rms", re.I)),
+    ("norm", re.compile(r"layer_norm|layernorm|_norm_|_ln_|rms", re.I)),
     ("gemm", re.compile(r"gemm|nvjet|cutlass|sm90_xmma|matmul|wgmma|splitk", re.I)),
     ("conv", re.compile(r"conv|cudnn|implicit|winograd|dgrad|wgrad|fprop|depthwise", re.I)),
     ("copy/permute", re.compile(r"copy|transpose|permute|cat|pad|reflection|replication|shuffle|index", re.I)),
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     results = [bench_preset(name, args.sizes, args.dtypes, args.train_crops, args.batch, args.warmup, args.iters,
                             args.profile, args.compile, overrides) for name in args.presets]
     header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "sasf_backend": kernels.last_backend(), "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+              "sasf_backend": kernels.resolve_backend(None, torch.device("cuda"), torch.bfloat16), "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"# SpatialMambaUNet presets: {header['device']}, torch {header['torch']}, SASF backend "
           f"{header['sasf_backend']}, {header['when']} (batch 1 inference; ms per image / peak GiB)")
     print(markdown(results))
