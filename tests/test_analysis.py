@@ -15,6 +15,7 @@ from spatial_restore.analysis import (
     autograd_matrix,
     classifier_stages,
     core_inputs,
+    core_output,
     effective_receptive_field,
     layer_input,
     mass_radius,
@@ -55,10 +56,11 @@ def test_closed_form_equals_full_autograd_jacobian(seed, batch, height, width, d
     inputs = random_inputs(seed, batch, height, width, d_model)
     inputs = inputs if fused else without_fusion(inputs)
     M = sasf_matrix(inputs)
-    J = torch.autograd.functional.jacobian(lambda u: inputs.run(u, backend="reference"), inputs.u, vectorize=True)
+    u = inputs.u.transpose(1, 2)  # the matrix view is per channel: (b, d, L)
+    J = torch.autograd.functional.jacobian(lambda v: core_output(inputs, v, backend="reference"), u, vectorize=True)
     torch.testing.assert_close(J, block_diagonal(M), rtol=1e-10, atol=1e-12)  # no cross-channel/batch terms either
     torch.testing.assert_close(autograd_matrix(inputs, backend="reference"), M, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(torch.einsum("bdts,bds->bdt", M, inputs.u), inputs.run(backend="reference"))
+    torch.testing.assert_close(torch.einsum("bdts,bds->bdt", M, u), core_output(inputs, backend="reference"))
 
 
 @pytest.mark.parametrize("height,width", [(6, 6), (5, 7), (1, 12), (11, 3)])
@@ -110,8 +112,7 @@ def test_core_inputs_are_what_the_layer_passes_to_the_core_op(monkeypatch):
     monkeypatch.setattr(spatial_mamba_arch, "sasf", spy)
     layer(x)
     inputs = core_inputs(layer, x)
-    mine = (inputs.u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.Dskip, inputs.dt_bias,
-            inputs.fusion_kernels, inputs.alpha, inputs.height, inputs.width)  # fmt: skip
+    mine = inputs.channels_first()
     assert len(recorded) == 1 and recorded[0].scan == "row"
     theirs_all = recorded[0].channels_first()
     assert len(theirs_all) == len(mine)
@@ -130,7 +131,7 @@ def test_matrix_of_a_unet_layer_matches_autograd():
     name, layer = layers[0]
     x = layer_input(model, layer, torch.rand(1, 3, 8, 6, dtype=torch.float64))  # padded to 8x8 inside
     inputs = core_inputs(layer, x)
-    assert inputs.u.shape[-1] == inputs.height * inputs.width, name
+    assert inputs.u.shape[1] == inputs.height * inputs.width, name
     torch.testing.assert_close(autograd_matrix(inputs), sasf_matrix(inputs), rtol=1e-10, atol=1e-12)
 
 

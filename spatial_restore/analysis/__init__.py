@@ -5,7 +5,7 @@ Figures need matplotlib (``pip install -e .[analysis]``); ``python -m spatial_re
 
 from .erf import AnalysisError, classifier_stages, effective_receptive_field, load_classifier, load_denoiser, mass_radius
 from .matrix import (
-    CoreInputs,
+    core_output,
     autograd_matrix,
     core_inputs,
     layer_input,
@@ -20,7 +20,7 @@ from .matrix import (
 
 __all__ = [
     "AnalysisError",
-    "CoreInputs",
+    "core_output",
     "autograd_matrix",
     "classifier_stages",
     "core_inputs",

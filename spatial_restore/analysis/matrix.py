@@ -14,40 +14,21 @@ dense (L×L per channel): it is meant for small inputs (L up to a few hundred).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..archs import StructureAwareSSM
-from ..kernels import sasf_core
+from ..kernels import SASFInputs, sasf_core
 from ..kernels.reference import DILATIONS, compute_dtype
 
 
-@dataclass(frozen=True)
-class CoreInputs:
-    """One core op call as the public ``sasf_core`` arguments (channels-first: the matrix view is per
-    channel). Everything but ``u`` is held fixed: y is linear in u."""
-
-    u: torch.Tensor  # (b, d, L)
-    delta: torch.Tensor  # (b, d, L), before dt_bias and softplus
-    A: torch.Tensor  # (d, 1), negative
-    B: torch.Tensor  # (b, 1, L)
-    C: torch.Tensor  # (b, 1, L)
-    Dskip: torch.Tensor  # (d,)
-    dt_bias: torch.Tensor  # (d,)
-    fusion_kernels: torch.Tensor  # (3, d, 3, 3) for dilations 1, 3, 5
-    alpha: torch.Tensor  # (3,)
-    height: int
-    width: int
-
-    def run(self, u: torch.Tensor | None = None, backend: str | None = None) -> torch.Tensor:
-        """The core op's output y (b, d, L) for ``u`` (default: the recorded one)."""
-        return sasf_core(
-            self.u if u is None else u, self.delta, self.A, self.B, self.C, self.Dskip, self.dt_bias,
-            self.fusion_kernels, self.alpha, self.height, self.width, backend=backend,
-        )  # fmt: skip
+def core_output(inputs: SASFInputs, u: torch.Tensor | None = None, backend: str | None = None) -> torch.Tensor:
+    """The core op's output y (b, d, L) for channels-first ``u`` (b, d, L) (default: the recorded one);
+    everything else held fixed, so y is linear in u. Channels-first because the matrix view is per channel."""
+    args = inputs.channels_first()
+    return sasf_core(args[0] if u is None else u, *args[1:], backend=backend, scan=inputs.scan)
 
 
 def sasf_layers(model: nn.Module) -> list[tuple[str, StructureAwareSSM]]:
@@ -70,19 +51,20 @@ def layer_input(model: nn.Module, layer: StructureAwareSSM, *args: torch.Tensor)
 
 
 @torch.no_grad()
-def core_inputs(layer: StructureAwareSSM, x: torch.Tensor) -> CoreInputs:
+def core_inputs(layer: StructureAwareSSM, x: torch.Tensor) -> SASFInputs:
     """What ``layer.forward(x)`` passes to the core op for channels-last x (b, H, W, C), channels-first."""
     inputs, _ = layer.core_inputs(x)
-    return CoreInputs(*(a.detach() if isinstance(a, torch.Tensor) else a for a in inputs.channels_first()))
+    return inputs.replace(**{f.name: getattr(inputs, f.name).detach() for f in dataclasses.fields(inputs)
+                             if isinstance(getattr(inputs, f.name), torch.Tensor)})
 
 
-def without_fusion(inputs: CoreInputs) -> CoreInputs:
+def without_fusion(inputs: SASFInputs) -> SASFInputs:
     """The same layer and input with the state fusion replaced by the identity (pure Mamba, S = I)."""
     kernels = torch.zeros_like(inputs.fusion_kernels)
     kernels[0, :, 1, 1] = 1.0  # centre tap of the dilation-1 kernel
     alpha = torch.zeros_like(inputs.alpha)
     alpha[0] = 1.0
-    return dataclasses.replace(inputs, fusion_kernels=kernels, alpha=alpha)
+    return inputs.replace(fusion_kernels=kernels, alpha=alpha)
 
 
 def stencil_sources(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
@@ -121,11 +103,13 @@ def mamba_decay(delta: torch.Tensor, A: torch.Tensor, dt_bias: torch.Tensor) -> 
     return torch.exp(exponent.masked_fill(~causal, float("-inf")))  # -inf, not the positive exponent: no overflow
 
 
-def sasf_matrix(inputs: CoreInputs) -> torch.Tensor:
-    """M (b, d, L, L) with y[b, d] = M[b, d] @ u[b, d]: M = diag(C) · S · Λ · diag(ΔB) + D·I."""
+def sasf_matrix(inputs: SASFInputs) -> torch.Tensor:
+    """M (b, d, L, L) with y[b, d] = M[b, d] @ u[b, d] (u channels-first): M = diag(C) · S · Λ · diag(ΔB) + D·I.
+    The closed form is the row-major scan's."""
+    if inputs.scan != "row":
+        raise ValueError(f"the closed-form matrix is the row scan's, this layer scans {inputs.scan!r}")
     dtype = compute_dtype(inputs.u)
-    delta, A, B, C = (t.to(dtype) for t in (inputs.delta, inputs.A, inputs.B, inputs.C))
-    Dskip, dt_bias = inputs.Dskip.to(dtype), inputs.dt_bias.to(dtype)
+    _, delta, A, B, C, Dskip, dt_bias, *_ = (t.to(dtype) if torch.is_tensor(t) else t for t in inputs.channels_first())
     dt = F.softplus(delta + dt_bias[:, None])
     mixed = mamba_decay(delta, A, dt_bias) * (dt * B)[..., None, :]  # Λ · diag(ΔB)
     S = stencil_matrix(inputs.fusion_kernels.to(dtype), inputs.alpha.to(dtype), inputs.height, inputs.width)
@@ -133,14 +117,14 @@ def sasf_matrix(inputs: CoreInputs) -> torch.Tensor:
     return C[..., :, None] * (S @ mixed) + Dskip[:, None, None] * eye
 
 
-def autograd_matrix(inputs: CoreInputs, backend: str | None = None) -> torch.Tensor:
+def autograd_matrix(inputs: SASFInputs, backend: str | None = None) -> torch.Tensor:
     """M (b, d, L, L) from autograd through ``sasf_core``: row t is ∂(Σ_{b,d} y[b,d,t])/∂u.
 
     One backward pass per pixel covers all channels at once because channels (and batch items) never
     mix inside the core op; the tests check that against the full Jacobian.
     """
-    u = inputs.u.detach().requires_grad_()
-    y = inputs.run(u, backend=backend)
+    u = inputs.u.transpose(1, 2).detach().requires_grad_()
+    y = core_output(inputs, u, backend=backend)
     rows = [torch.autograd.grad(y[..., t].sum(), u, retain_graph=True)[0] for t in range(y.shape[-1])]
     return torch.stack(rows, dim=-2)
 

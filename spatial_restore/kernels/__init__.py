@@ -1,9 +1,9 @@
 """The SASF core op (scan + structure-aware state fusion + readout) and its backend dispatch.
 
 ``sasf(SASFInputs)`` is the channels-last form the network calls; ``sasf_core`` is the public
-channels-first wrapper (views of the same tensors). Both pick Triton for CUDA tensors when Triton imports (float32/16, bfloat16; float64 goes to
-the reference), else the pure-PyTorch reference (computed by ``sasf_core_inference``, its in-place
-twin, when autograd is off).
+channels-first wrapper (views of the same tensors). Both pick Triton for CUDA tensors when Triton
+imports (float32/16, bfloat16; float64 goes to the reference), else the pure-PyTorch reference
+(computed by ``sasf_core_inference``, its in-place twin, when autograd is off).
 Override per call with ``backend=`` or globally with ``SPATIAL_RESTORE_BACKEND=reference|triton``.
 The choice is logged once per (backend, device type) and reported by ``last_backend()``.
 """

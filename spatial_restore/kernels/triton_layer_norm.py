@@ -26,13 +26,18 @@ def layer_norm_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ep
 
 
 @triton.jit
-def _ln_fwd_kernel(x_ptr, z_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, M, N, x_row, z_row, eps,
-                   BM: tl.constexpr, BN: tl.constexpr, GATED: tl.constexpr):
+def _row_tile(M, N, BM: tl.constexpr, BN: tl.constexpr):
+    """This program's BM rows x all (BN-padded) columns: indices, masks, 64-bit row indices."""
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols = tl.arange(0, BN)
     rm, cm = rows < M, cols < N
-    m = rm[:, None] & cm[None, :]
-    r64 = rows.to(tl.int64)
+    return rows, cols, rm, cm, rm[:, None] & cm[None, :], rows.to(tl.int64)
+
+
+@triton.jit
+def _ln_fwd_kernel(x_ptr, z_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, M, N, x_row, z_row, eps,
+                   BM: tl.constexpr, BN: tl.constexpr, GATED: tl.constexpr):
+    rows, cols, rm, cm, m, r64 = _row_tile(M, N, BM, BN)
     x = tl.load(x_ptr + r64[:, None] * x_row + cols[None, :], mask=m, other=0.0).to(tl.float32)
     mean = tl.sum(x, axis=1) / N
     xc = tl.where(m, x - mean[:, None], 0.0)
@@ -52,11 +57,7 @@ def _ln_fwd_kernel(x_ptr, z_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, M, N, 
 def _ln_bwd_kernel(dy_ptr, x_ptr, z_ptr, w_ptr, b_ptr, mean_ptr, rstd_ptr, dx_ptr, dz_ptr, dw_ptr, db_ptr,
                    M, N, x_row, z_row, dz_row, BM: tl.constexpr, BN: tl.constexpr, GATED: tl.constexpr):
     """dx (and dz) per row; per-program partial sums of dw, db (no atomics: finished by torch)."""
-    rows = tl.program_id(0) * BM + tl.arange(0, BM)
-    cols = tl.arange(0, BN)
-    rm, cm = rows < M, cols < N
-    m = rm[:, None] & cm[None, :]
-    r64 = rows.to(tl.int64)
+    rows, cols, rm, cm, m, r64 = _row_tile(M, N, BM, BN)
     x = tl.load(x_ptr + r64[:, None] * x_row + cols[None, :], mask=m, other=0.0).to(tl.float32)
     g = tl.load(dy_ptr + r64[:, None] * N + cols[None, :], mask=m, other=0.0).to(tl.float32)
     mean = tl.load(mean_ptr + rows, mask=rm, other=0.0)
