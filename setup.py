@@ -24,5 +24,6 @@ setup(
         "safetensors",
         "addict",
     ],
-    extras_require={"triton": ["triton"], "bench": ["bm3d"], "analysis": ["matplotlib"], "test": ["pytest"]},
+    extras_require={"triton": ["triton"], "timm": ["timm>=1.0.3"], "bench": ["bm3d"], "analysis": ["matplotlib"],
+                    "test": ["pytest", "timm>=1.0.3"]},
 )
