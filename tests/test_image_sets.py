@@ -85,3 +85,20 @@ def test_the_default_denoiser_options_hold_out_the_same_photos_on_both_sides(tmp
     assert datasets["train"]["holdout"] == datasets["val_extra"]["holdout"]
     sample = GaussianNoiseDataset(datasets["val_extra"])[0]
     assert sample["gt"].shape[1:] == (20, 24)  # centre_crop 512 leaves these small images whole
+
+
+def test_export_split_writes_the_held_out_crops_and_never_overwrites(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_split", REPO / "datasets" / "export_split.py")
+    export_split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_split)
+    root = photo_root(tmp_path / "data")
+    opt = {"dataroot_gt": str(root), "folders": ["photos_extra/train"], "holdout_keep": "held_out",
+           "holdout": {"folder": "photos_extra/train", "every": 11}, "centre_crop": 16}
+    written = export_split.export(opt, tmp_path / "out")
+    assert [p.name for p in written] == ["x10.png", "x21.png"]
+    source = cv2.imread(str(root / "photos_extra/train/x10.jpg"))
+    np.testing.assert_array_equal(cv2.imread(str(written[0])), source[2:18, 4:20])
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        export_split.export(opt, tmp_path / "out")
