@@ -151,3 +151,14 @@ def test_bad_options_are_errors(tmp_path):
             SyntheticBlurDataset({**base, **bad})
     with pytest.raises(ValueError, match="no odd size"):
         SyntheticBlurDataset({**base, "kernel_size": [6, 6]})
+
+
+def test_the_deblur_options_use_only_keys_the_dataset_declares():
+    from pathlib import Path
+
+    import yaml
+
+    loader = {"num_worker_per_gpu", "batch_size_per_gpu", "dataset_enlarge_ratio", "pin_memory", "persistent_workers"}
+    options = Path(__file__).resolve().parents[1] / "options" / "train" / "deblur_synthetic.yml"
+    for opt in yaml.safe_load(options.read_text())["datasets"].values():
+        assert set(opt) <= set(SyntheticBlurDataset.OPTIONS) | loader, set(opt) - set(SyntheticBlurDataset.OPTIONS)

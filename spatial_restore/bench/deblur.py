@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 import yaml
 
+from ..data.image_sets import centre_crop
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OPTIONS = REPO / "options" / "train" / "deblur_synthetic.yml"
 WIENER_BALANCES = tuple(float(b) for b in np.logspace(-4, 1, 11))
@@ -110,12 +112,14 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def figure(clean: np.ndarray, kernel: np.ndarray, outputs: dict[str, np.ndarray], path: Path) -> None:
-    """Side-by-side PNG: target, then each method's output; the kernel, enlarged, in the blurred panel's corner."""
+def figure(clean: np.ndarray, kernel: np.ndarray, outputs: dict[str, np.ndarray], path: Path, size: int = 256) -> None:
+    """Side-by-side PNG of the centre ``size``² (detail at 1:1): target, then each method's output; the
+    kernel, enlarged, in the blurred panel's corner."""
     panels = [("target", clean)] + [(m, outputs[m]) for m in METHODS if m in outputs]
     tiles = []
     for name, img in panels:
-        tile = np.ascontiguousarray((np.clip(img, 0, 1)[..., ::-1] * 255).round().astype(np.uint8))
+        tile = (np.clip(centre_crop(img, size), 0, 1)[..., ::-1] * 255).round().astype(np.uint8)
+        tile = np.ascontiguousarray(tile)
         if name == "blurred" and kernel.shape[0] <= min(tile.shape[:2]):
             zoom = max(1, min(96, tile.shape[0] // 3, tile.shape[1] // 3) // kernel.shape[0])
             inset = cv2.resize((kernel / kernel.max() * 255).astype(np.uint8), None, fx=zoom, fy=zoom,
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, help="our model's tile size, as inference.py --tile (0: never tile)")
     parser.add_argument("--limit", type=int, help="only the first N pairs (quick runs)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write all numbers as JSON")
-    parser.add_argument("--figure", type=Path, metavar="PNG", help="also write a comparison figure of the first pair")
+    parser.add_argument("--figure", type=Path, metavar="PNG", help="also write a comparison figure of the first pair (centre 256x256)")
     args = parser.parse_args(argv)
     methods = [m for m in METHODS if args.model or m != "ours"] if args.methods is None else \
         [m for m in METHODS if m in args.methods.split(",")]

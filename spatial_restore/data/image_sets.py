@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 HOLDOUT_KEEP = ("rest", "held_out")
+OPTIONS = ("dataroot_gt", "folders", "holdout", "holdout_keep", "centre_crop")  # the keys read here
 
 
 def holdout_split(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
