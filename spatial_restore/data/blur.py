@@ -52,17 +52,19 @@ def splat(points: np.ndarray, size: int) -> np.ndarray:
 def trajectory_kernel(size: int, rng: np.random.Generator, steps: int = 1000) -> np.ndarray:
     """Camera shake: a random walk with inertia, scaled to span the kernel."""
     size = _check_size(size)
+    # Units are arbitrary (the path is scaled to the kernel at the end); what matters is the balance of
+    # the initial drift, the random acceleration, the jerks and the pull back.
     anxiety = rng.uniform(0.0005, 0.005)  # random acceleration per step
     jerk_prob = rng.uniform(0.0, 0.02)  # chance of an abrupt jerk per step
-    centripetal = rng.uniform(0.0, 0.3)  # pull back towards the start (hand tremor returns)
+    pull = rng.uniform(0.0, 3e-5)  # pull back towards the start (a hand's tremor returns)
     velocity = np.exp(1j * rng.uniform(0, 2 * np.pi)) * 0.01
     position, path = 0j, np.empty(steps, np.complex128)
     for t in range(steps):
-        accel = anxiety * complex(*rng.standard_normal(2)) - centripetal * position * 0.001
+        accel = anxiety * complex(*rng.standard_normal(2)) - pull * position
         if rng.random() < jerk_prob:
             accel += 0.02 * np.exp(1j * rng.uniform(0, 2 * np.pi))
         velocity = velocity + accel
-        position = position + velocity / steps * 100
+        position = position + velocity
         path[t] = position
     exposure = int(steps * rng.uniform(0.5, 1.0))  # the shutter closes before the walk ends
     points = np.stack([path[:exposure].real, path[:exposure].imag], axis=1)
