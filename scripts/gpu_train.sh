@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Train on the lent GPU machine (see docs/benchmarks.md): one bounded, resumable chunk of a BasicSR run.
+# Train on the lent GPU machine (see docs/restoration.md): one bounded, resumable chunk of a BasicSR run.
 #   bash scripts/gpu_train.sh OPTIONS_YML SECONDS [extra --force_yml entries...]
-# Expects the photos in .carry/photos and wheels in .whl (carried); results (log, EMA weights split in
-# <16 MB parts: the latest and the best-validated, training-state iteration) go to $OUT. Re-running on the same warm machine resumes.
+# Every dataset path under ../shared/data is read from .carry instead (../shared/data/photos/val ->
+# .carry/photos/val; a root ../shared/data -> .carry), so the photo sets must have been carried there
+# (.carry/photos, .carry/photos_extra: one per call, they stay on a warm machine), and wheels to .whl.
+# Results (log, EMA weights split in <16 MB parts: the latest and the best-validated, training-state
+# iteration) go to $OUT. Re-running on the same warm machine resumes.
 set -uo pipefail
 opt=$1; seconds=$2; shift 2
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -14,10 +17,23 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$opt")
 for arg in "$@"; do case $arg in name=*) name=${arg#name=};; esac; done  # a --force_yml name override
-# every validation set (val, val_*) reads the carried val photos
-vals=$(python3 -c "import yaml,sys; print(' '.join(f'datasets:{k}:dataroot_gt=.carry/photos/val' for k in yaml.safe_load(open(sys.argv[1]))['datasets'] if k.split('_')[0] == 'val'))" "$opt")
-timeout "$seconds" python3 -m spatial_restore.train -opt "$opt" --auto_resume \
-  --force_yml datasets:train:dataroot_gt=.carry/photos/train $vals "$@" \
+# every dataset reads the carried copy of ../shared/data; stop before training if a folder was not carried
+roots=$(python3 - "$opt" <<'EOF'
+import os, sys, yaml
+shared, missing = "../shared/data", []
+for key, dataset in yaml.safe_load(open(sys.argv[1]))["datasets"].items():
+    root = str(dataset.get("dataroot_gt", ""))
+    if root == shared or root.startswith(shared + "/"):
+        carried = ".carry" + root[len(shared):]
+        print(f"datasets:{key}:dataroot_gt={carried}")
+        missing += [os.path.normpath(f"{carried}/{f}") for f in dataset.get("folders") or ["."]
+                    if not os.path.isdir(f"{carried}/{f}")]
+if missing:
+    sys.exit(f"not carried: {' '.join(sorted(set(missing)))} (docs/restoration.md: 'Training on the lent GPU')")
+EOF
+) || exit 2
+force=($roots "$@")
+timeout "$seconds" python3 -m spatial_restore.train -opt "$opt" --auto_resume ${force[@]:+--force_yml "${force[@]}"} \
   > "$out/train_stdout.log" 2>&1
 echo "train exit: $? (124 = stopped by the time limit; resumable)"
 grep -E "Validation|psnr|ssim|iter:.*(00|50)0,|End of training|Error|error" "$out/train_stdout.log" | tail -40

@@ -234,9 +234,11 @@ def preset_of(network_opt: dict) -> str | None:
 
 def make_data_for(dataset_opt: dict, root: Path) -> list[str]:
     """Tiny data in the layout ``dataset_opt`` expects; returns the --force_yml entries pointing at it."""
-    size = (int(dataset_opt.get("gt_size", 16)) + 4,) * 2
-    if dataset_opt["type"] == "GaussianNoiseDataset":
-        write_images(root, ["a.png", "b.png"], size=size)
+    size = (int(dataset_opt.get("gt_size", 16)) + 4 + max(dataset_opt.get("kernel_size", [0])),) * 2  # blur: crop + k - 1
+    if "lq_folder" not in dataset_opt:  # clean images only (noise or blur added on the fly)
+        names = [f"{i:02d}.png" for i in range(11 if "holdout" in dataset_opt else 2)]  # one held out of 11
+        for folder in dataset_opt.get("folders", ["."]):
+            write_images(root / folder, names, size=size)
         return [f"dataroot_gt={root}"]
     for sub in (dataset_opt["lq_folder"], dataset_opt["gt_folder"]):
         write_images(root / "scene" / sub, ["a.png"], size=size)

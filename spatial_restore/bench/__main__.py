@@ -3,7 +3,8 @@
 Modes: reference (the pure-PyTorch SASF op on any device), kernels (Triton vs reference, GPU),
 model (Spatial-Mamba-T throughput, GPU), restoration (U-Net presets, GPU), quality (denoising PSNR/SSIM
 against CBM3D and NLM), ddp (the training pipeline on 1 vs N GPUs: step-0 agreement, scaling,
---auto_resume under DDP, DDP weights tested on one device; CPU processes with --device cpu).
+--auto_resume under DDP, DDP weights tested on one device; CPU processes with --device cpu), deblur
+(synthetic camera blur: blind model vs Wiener and Richardson-Lucy given the true kernel).
 `python -m spatial_restore.bench MODE --help` lists each mode's options.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODES = ("reference", "kernels", "model", "restoration", "quality", "ddp")
+MODES = ("reference", "kernels", "model", "restoration", "quality", "ddp", "deblur")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .image_sets import centre_crop, dataset_images
 from .synthetic import synthetic_image
 
 LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
@@ -102,7 +103,8 @@ class GaussianNoiseDataset(Dataset):
     (training only: the probability that a clean crop is a procedural scene from ``synthetic.py``,
     straight edges and thin regular lines that nature photos rarely hold), clip (clip noisy
     input to [0, 1]; default off, as in the Gaussian denoising literature), cache (decode every image once and keep it; for small sets), seed (validation noise
-    seed, default 0). Validation always uses the fixed ``sigma``.
+    seed, default 0). Validation always uses the fixed ``sigma``. folders, holdout, holdout_keep,
+    centre_crop (validation): which images and which part of them, see ``image_sets.py``.
     """
 
     def __init__(self, opt: dict):
@@ -110,7 +112,7 @@ class GaussianNoiseDataset(Dataset):
         self.opt = opt
         self.train = opt["phase"] == "train"
         self.channels = int(opt.get("channels", 3))
-        self.paths = list_images(opt["dataroot_gt"])
+        self.paths = dataset_images(opt, list_images)
         sigma, sigma_range = opt.get("sigma"), opt.get("sigma_range")
         if self.train and sigma_range is not None:
             lo, hi = (float(s) for s in sigma_range)
@@ -151,6 +153,7 @@ class GaussianNoiseDataset(Dataset):
             else:
                 gt = self._photo_crop(gt, size, rng, str(path))
         else:
+            gt = centre_crop(gt, self.opt.get("centre_crop"))
             rng = np.random.default_rng(validation_seed(path.name, int(self.opt.get("seed", 0))))
         noise_shape = gt.shape
         if self.grey_prob and rng.random() < self.grey_prob:
