@@ -123,3 +123,17 @@ def test_models_come_from_the_registry(restorer, monkeypatch):
     assert "deblur" in later.models
     with pytest.raises(RestoreError, match="model 'deblur' cannot be loaded: shipped model 'deblur' is not installed"):
         later.restore(FLOWER, "deblur")
+
+
+def test_entry_point_port_taken_exits_2(capsys):
+    """Nothing served: one line on stderr, exit code 2."""
+    import socket
+
+    from spatial_restore.app.__main__ import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["--port", str(taken.getsockname()[1]), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
