@@ -137,3 +137,9 @@ def test_entry_point_port_taken_exits_2(capsys):
         assert main(["--port", str(taken.getsockname()[1]), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_report_names_refused_files_escaped():
+    from spatial_restore.app.ui import report
+
+    assert report([], ["<b>.png: not a readable image"]) == "- not restored: &lt;b&gt;.png: not a readable image"

@@ -100,51 +100,95 @@ def test_api_refusals_are_messages(client, tmp_path):
             client.predict(image=handle_file(str(path)), model="default", api_name="/restore")
 
 
-def test_browser_before_after(server, tmp_path):
-    """Upload the bundled photo with noise 25 in a real browser, wait for the before/after, screenshot it;
-    every request the page made went to this server."""
+@pytest.fixture(scope="module")
+def browser(server, tmp_path_factory):
+    """Debian's Chromium, headless, with a fresh profile and a log of every request the page makes."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     assert CHROMIUM.is_file() and CHROMEDRIVER.is_file(), "needs Debian's chromium and chromium-driver (make test)"
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--window-size=1400,900", f"--user-data-dir={tmp_path / 'profile'}"):
+                "--window-size=1400,900", f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
-        driver.set_page_load_timeout(60)
-        driver.get(server)
-        wait = WebDriverWait(driver, 60)
-        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#images input[type=file]"))
-        upload.send_keys(str(FLOWER))
-        listed = "td.filename[aria-label='red_flower_256.png']"  # how gr.File lists a file
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#images {listed}"))
-        sigma = driver.find_element(By.CSS_SELECTOR, "#sigma input[type=number]")
-        sigma.send_keys(Keys.CONTROL, "a")
-        sigma.send_keys("25", Keys.TAB)
-        driver.find_element(By.ID, "restore").click()
-        WebDriverWait(driver, RESULT_TIMEOUT).until(lambda d: "PSNR" in d.find_element(By.ID, "report").text)
-        images = WebDriverWait(driver, 60).until(lambda d: [
-            img for img in d.find_elements(By.CSS_SELECTOR, "#before-after img")
-            if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 256])
-        assert len(images) >= 2  # both sides loaded, at the photo's size
-        report = driver.find_element(By.ID, "report").text
-        assert "red_flower_256.png" in report and "noise σ=25" in report
-        assert driver.find_elements(By.CSS_SELECTOR, f"#downloads {listed}")
-        shot = tmp_path / "app_screenshot.png"
-        assert driver.save_screenshot(str(shot))
-        assert Image.open(shot).size[0] >= 1000
-        requests = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
-    finally:
-        driver.quit()
-    urls = {m["params"]["request"]["url"] for m in requests if m["method"] == "Network.requestWillBeSent"}
-    remote = sorted(u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss")
-                    and not u.startswith(server))
-    assert not remote, f"the page loaded from elsewhere: {remote}"
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))  # given: no Selenium Manager
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, server: str, paths: list[Path], sigma: int = 0) -> None:
+    """Load the page, upload ``paths``, set the noise, press Restore."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(server)
+    wait = WebDriverWait(driver, 60)
+    upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#images input[type=file]"))
+    upload.send_keys("\n".join(map(str, paths)))
+    for path in paths:
+        wait.until(lambda d, name=path.name: d.find_elements(By.CSS_SELECTOR, f"#images {listed(name)}"))
+    if sigma:
+        field = driver.find_element(By.CSS_SELECTOR, "#sigma input[type=number]")
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(str(sigma), Keys.TAB)
+    driver.find_element(By.ID, "restore").click()
+
+
+def listed(name: str) -> str:
+    """The CSS selector of a file as gr.File lists it."""
+    return f"td.filename[aria-label='{name}']"
+
+
+def remote_requests(driver, server: str) -> list[str]:
+    """URLs the page asked for (since the last call) from anywhere but the server; data: and the
+    browser's own chrome:// pages are not the network."""
+    messages = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    urls = {m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"}
     assert any(u.startswith(server) for u in urls)
+    return sorted(u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss") and not u.startswith(server))
+
+
+def test_browser_before_after(server, browser, tmp_path):
+    """Upload the bundled photo with noise 25, wait for the before/after, screenshot it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, server, [FLOWER], sigma=25)
+    WebDriverWait(browser, RESULT_TIMEOUT).until(lambda d: "PSNR" in d.find_element(By.ID, "report").text)
+    images = WebDriverWait(browser, 60).until(lambda d: [
+        img for img in d.find_elements(By.CSS_SELECTOR, "#before-after img")
+        if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 256])
+    assert len(images) >= 2  # both sides loaded, at the photo's size
+    report = browser.find_element(By.ID, "report").text
+    assert "red_flower_256.png: 256x256" in report and "noise σ=25" in report
+    assert browser.find_elements(By.CSS_SELECTOR, f"#downloads {listed(FLOWER.name)}")
+    shot = tmp_path / "app_screenshot.png"
+    assert browser.save_screenshot(str(shot))
+    assert Image.open(shot).size[0] >= 1000
+    assert not remote_requests(browser, server), "the page loaded something from elsewhere"
+
+
+def test_browser_several_files_one_refused(server, browser, tmp_path):
+    """Three uploads, one of them corrupt: the other two are restored, the third is named with its reason."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo, grey, broken = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "broken.png"
+    Image.open(FLOWER).crop((0, 0, 48, 40)).save(photo)
+    Image.open(FLOWER).crop((100, 100, 140, 132)).convert("L").save(grey)
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    open_page(browser, server, [photo, broken, grey])
+    report = WebDriverWait(browser, RESULT_TIMEOUT).until(
+        lambda d: (text := d.find_element(By.ID, "report").text) and "b.png" in text and text)
+    assert "a.png: 48x40" in report and "b.png: 40x32" in report
+    assert "not restored: broken.png: not a readable image" in report
+    toast = "[data-testid=toast-text]"  # the page's warning, which may come a moment after the report
+    WebDriverWait(browser, 30).until(lambda d: any(
+        "broken.png: not a readable image" in t.text for t in d.find_elements(By.CSS_SELECTOR, toast)))
+    assert all(browser.find_elements(By.CSS_SELECTOR, f"#downloads {listed(name)}") for name in ("a.png", "b.png"))
+    assert not browser.find_elements(By.CSS_SELECTOR, f"#downloads {listed('broken.png')}")
+    assert not remote_requests(browser, server)

@@ -22,23 +22,29 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
 FILE_TYPES = list(engine.IMAGE_SUFFIXES)
 
 
+def _escape(message: str) -> str:
+    """Gradio renders messages as HTML, and these name uploaded files."""
+    return html.escape(message, quote=False)
+
+
 def _error(err: RestoreError) -> gr.Error:
-    """The page's message for a refused file (escaped: it names an uploaded file, and Gradio renders HTML)."""
-    return gr.Error(html.escape(str(err), quote=False), print_exception=False)
+    return gr.Error(_escape(str(err)), print_exception=False)
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} dB"
 
 
-def report(results: list[Result]) -> str:
-    """A markdown line per image: size, time, PSNR when noise was added, the library's notes."""
+def report(results: list[Result], failures: list[str]) -> str:
+    """A markdown line per image: size, time, PSNR when noise was added, the library's notes; then why
+    each refused file was refused."""
     lines = []
     for r in results:
-        line = f"**{html.escape(r.name)}**: {r.width}x{r.height}, {r.model}, {r.seconds:.1f} s"
+        line = f"**{_escape(r.name)}**: {r.width}x{r.height}, {r.model}, {r.seconds:.1f} s"
         if r.psnr is not None:
             line += f"; PSNR with noise σ={r.sigma:g}: {_fmt(r.psnr_input)}, restored: {_fmt(r.psnr)}"
-        lines.append("- " + line + "".join(f"<br>{html.escape(note)}" for note in r.notes))
+        lines.append("- " + line + "".join(f"<br>{_escape(note)}" for note in r.notes))
+    lines += [f"- not restored: {_escape(message)}" for message in failures]
     return "\n".join(lines)
 
 
@@ -50,6 +56,7 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
         if not files:
             raise gr.Error("Add one or more images first.", print_exception=False)
         results: list[Result] = []
+        failures: list[str] = []  # as in inference.py, one refused file does not stop the others
         for index, path in enumerate(files):
             name = Path(path).name
 
@@ -61,10 +68,14 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
             try:
                 results.append(restorer.restore(path, model, sigma, tick))
             except RestoreError as err:
-                raise _error(err) from err
+                failures.append(str(err))
+        if not results:
+            raise gr.Error("<br>".join(map(_escape, failures)), print_exception=False)
+        for message in failures:
+            gr.Warning(_escape(message))
         return ([str(r.output) for r in results], (str(results[0].before), str(results[0].output)),
                 gr.Dropdown(choices=[r.name for r in results], value=results[0].name, visible=len(results) > 1),
-                report(results), results)
+                report(results, failures), results)
 
     def show(name: str, results: list[Result]):
         chosen = next((r for r in results if r.name == name), None)
