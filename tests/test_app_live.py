@@ -98,6 +98,8 @@ def test_api_refusals_are_messages(client, tmp_path):
                           (REPO / "README.md", "Invalid file type")]:
         with pytest.raises(AppError, match=message):
             client.predict(image=handle_file(str(path)), model="default", api_name="/restore")
+    with pytest.raises(AppError, match="255"):  # the API takes sigma up to 255 (the page's slider: 75)
+        client.predict(image=handle_file(str(broken)), model="default", sigma=300, api_name="/restore")
 
 
 @pytest.fixture(scope="module")

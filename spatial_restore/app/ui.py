@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from . import engine
-from .restore import PhotoRestorer, RestoreError, Result
+from .restore import MAX_SIGMA, PhotoRestorer, RestoreError, Result
 
 MAX_UPLOAD = "200mb"  # per file; the pixel limit (--max-pixels) is what bounds the work
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -114,17 +114,18 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
         shown.change(show, [shown, results], slider, api_visibility="private")
         with gr.Row(visible=False):  # the API's own components: one file in, the PNG and a summary out
             image = gr.File(label="image", file_types=FILE_TYPES)
+            api_sigma = gr.Number(0, minimum=0, maximum=MAX_SIGMA, label="sigma")  # the page's slider stops at 75
             restored = gr.File(label="restored")
             details = gr.JSON(label="summary")
             call = gr.Button()
-        call.click(restore, [image, model, sigma], [restored, details], api_name="restore",
+        call.click(restore, [image, model, api_sigma], [restored, details], api_name="restore",
                    concurrency_id="restore")
     return blocks
 
 
-def launch(blocks: gr.Blocks, host: str, port: int, workdir: Path, block: bool = True) -> None:
-    """Serve on ``host:port`` with every outgoing feature off; ``block=False`` returns once it listens."""
+def launch(blocks: gr.Blocks, host: str, port: int, workdir: Path) -> None:
+    """Serve on ``host:port`` until interrupted, with every outgoing feature off."""
     blocks.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False, mcp_server=False,
         enable_monitoring=False, inbrowser=False, show_error=False, max_file_size=MAX_UPLOAD, theme=THEME,
-        allowed_paths=[str(workdir)], prevent_thread_lock=not block, quiet=False)
+        allowed_paths=[str(workdir)])
