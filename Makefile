@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo app test browser bench clean
 
 install: $(STAMP)
 
@@ -20,8 +20,17 @@ $(STAMP): requirements.txt setup.py
 demo: install
 	$(PY) -m spatial_restore.demo
 
-test: install
+app: install
+	$(PY) -m spatial_restore.app
+
+test: install browser
 	$(PY) -m pytest -q tests
+
+# Debian's Chromium and its WebDriver, for the browser test of the app (tests/test_app_live.py); needs root,
+# as on CI (elsewhere: sudo apt-get install chromium chromium-driver).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 bench: install
 	$(PY) -m spatial_restore.bench kernels
