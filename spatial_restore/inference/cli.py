@@ -14,7 +14,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .batch import Options, expand_inputs, format_table, lpips_unavailable, mean_metrics, plan_outputs, process
-from .heap import keep_freed_memory
 from .restorer import AUTO_TILE, ENSEMBLE_VIEWS, PRECISIONS, Restorer, pick_device
 
 
@@ -85,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
-    keep_freed_memory()  # about 2x faster on the CPU; see heap.py
     import cv2
 
     from ..weights import load_model
