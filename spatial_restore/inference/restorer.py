@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tiling import tiled_forward
+from ..tiling import tiled_forward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_TILE = 1024  # default tile size; images no larger than this in both sides run whole
@@ -31,7 +31,7 @@ def holds_one_picture(rgb: np.ndarray, device: torch.device = torch.device("cpu"
     have 1/64 of its variance. Any colour structure (a tint included) raises the block-mean variance or
     the mean. Undecidable inputs (fewer than 16 blocks) count as colour, unless their channels are equal.
     Block statistics are taken on ``device`` in bands of rows (memory bounded like the tiles): in numpy
-    on the CPU the test took 0.12-0.2 s of a 4K frame's 1 s GPU budget.
+    on the CPU the test took a large share of a 4K frame's GPU time budget (docs/benchmarks.md).
     """
     h, w = (n // GREY_BLOCK * GREY_BLOCK for n in rgb.shape[:2])
     if h * w < 16 * GREY_BLOCK**2:
