@@ -1,9 +1,9 @@
 """Image files in and out, keeping what a restoration network does not see (alpha, bit depth, greyness).
 
-A network wants an RGB float image; a user's file may be 8- or 16-bit, grey, with alpha, or a phone
-JPEG with an EXIF rotation. ``read_image`` splits a file into the RGB float the network sees plus what
-is needed to write the result back in the same form (``write_image``). JPEGs go through Pillow because
-it applies EXIF orientation and raises on truncated files (libjpeg only warns); everything else goes
+A network wants an RGB float image; a user's file may be 8- or 16-bit, grey, with alpha, a phone
+JPEG with an EXIF rotation, or an animated GIF (its first frame is restored, with a note). ``read_image`` splits a file into the RGB float the network sees plus what
+is needed to write the result back in the same form (``write_image``). JPEGs and GIFs go through Pillow because
+it applies EXIF orientation, raises on truncated files (libjpeg only warns) and counts GIF frames; everything else goes
 through OpenCV, which keeps 16-bit colour that Pillow would reduce to 8 bits.
 
 The one image decoder of the project: inference, the training datasets and the benches all read
@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
-JPEG_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
+PILLOW_SUFFIXES = (".jpg", ".jpeg", ".gif")  # EXIF orientation and truncation (JPEG); frames and palettes (GIF)
 __all__ = ["IMAGE_SUFFIXES", "ImageReadError", "Picture", "decode_like", "encode_like", "quantize", "read_image",
-           "to_display_u8", "write_png"]
+           "to_display_u8", "write_atomically", "write_png"]
 
 
 class ImageReadError(ValueError):
@@ -51,16 +51,22 @@ class Picture:
         return rgb.mean(axis=2) if self.gray else rgb
 
 
-def _read_jpeg(data: bytes) -> tuple[np.ndarray, list[str]]:
+def _read_with_pillow(data: bytes) -> tuple[np.ndarray, list[str]]:
+    """JPEG (EXIF orientation applied) or GIF (its first frame: an animation is not restored frame by frame)."""
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as im:
         im.load()  # raises on truncated data instead of filling grey
+        frames = getattr(im, "n_frames", 1)
+        notes = [f"animated ({frames} frames): only the first frame is restored"] if frames > 1 else []
         orientation = im.getexif().get(0x0112, 1)
         im = ImageOps.exif_transpose(im)
-        notes = [f"applied EXIF orientation {orientation}"] if orientation not in (None, 1) else []
-        if im.mode not in ("L", "RGB"):
-            notes.append(f"converted JPEG mode {im.mode} to RGB")
+        if orientation not in (None, 1):
+            notes.append(f"applied EXIF orientation {orientation}")
+        if im.mode == "P":  # a palette: its colours (and transparency) as RGB(A)
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif im.mode not in ("L", "RGB", "RGBA"):
+            notes.append(f"converted {im.format or 'image'} mode {im.mode} to RGB")
             im = im.convert("RGB")
         return np.asarray(im), notes
 
@@ -78,11 +84,12 @@ def read_image(path: str | Path, dtype: type[np.floating] = np.float32) -> Pictu
     if not data:
         raise ImageReadError("empty file")
     notes: list[str] = []
-    if path.suffix.lower() in JPEG_SUFFIXES:
+    if path.suffix.lower() in PILLOW_SUFFIXES:
         try:
-            array, notes = _read_jpeg(data)
+            array, notes = _read_with_pillow(data)
         except Exception as err:  # Pillow raises several types for corrupt data
-            raise ImageReadError(f"corrupt or truncated JPEG ({err})") from err
+            kind = "GIF" if path.suffix.lower() == ".gif" else "JPEG"
+            raise ImageReadError(f"corrupt or truncated {kind} ({err})") from err
     else:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if array is None:
@@ -144,13 +151,21 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    write_atomically(path, buf.tobytes())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a fresh file beside ``path`` and rename it over ``path``: a reader never sees a
+    partial file, and a failure leaves none. Created with mode 0666 less the umask (0644 under 022), as
+    any file a program writes; mkstemp's 0600 would hide outputs from a web server or a group."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

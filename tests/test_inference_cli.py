@@ -77,7 +77,7 @@ def test_all_good_exits_zero_with_table_and_json(tmp_path, model, capsys, monkey
 
 
 def test_gt_folder_matched_by_name_with_lpips(tmp_path, model, capsys, monkeypatch):
-    monkeypatch.setattr("spatial_restore.inference.batch.lpips_unavailable", lambda: None)
+    monkeypatch.setattr("spatial_restore.inference.cli.lpips_unavailable", lambda: None)
     monkeypatch.setattr("spatial_restore.metrics.lpips_distance", lambda a, b, data_range=None: 0.25)
     (tmp_path / "in").mkdir()
     (tmp_path / "gt").mkdir()

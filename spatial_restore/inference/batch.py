@@ -120,17 +120,6 @@ def find_gt(gt: Path, job: Job, single: bool) -> Path | None:
     return matches[0] if matches else None
 
 
-def lpips_unavailable() -> str | None:
-    """Why LPIPS cannot be computed here (its backbone weights are not on disk), or None if it can."""
-    from ..metrics import LPIPSWeightsMissing, lpips_distance
-
-    try:
-        lpips_distance(np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 3), np.float32), data_range=1.0)
-    except LPIPSWeightsMissing as err:
-        return str(err)
-    return None
-
-
 def score(output: np.ndarray, reference: np.ndarray, with_lpips: bool) -> dict[str, float | None]:
     """PSNR/SSIM (and LPIPS if asked) of float images in [0, 1]."""
     from ..metrics import lpips_distance, psnr, ssim
