@@ -59,10 +59,12 @@ def init_distributed(opt: dict, local_rank: int) -> None:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
 
 
-def parse_options(root_path: str, is_train: bool = True, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:
-    """basicsr's option dict from a YAML file and the command line (same keys and paths as basicsr)."""
+def parse_options(root_path: str, is_train: bool = True, argv: list[str] | None = None,
+                  opt: dict | None = None) -> tuple[dict, argparse.Namespace]:
+    """basicsr's option dict from a YAML file and the command line (same keys and paths as basicsr);
+    ``opt``: the file's options as ``read_options`` already returned them."""
     args = build_parser().parse_args(argv)
-    opt = read_options(args.opt, args.force_yml or [], is_train)
+    opt = read_options(args.opt, args.force_yml or [], is_train) if opt is None else opt
 
     opt["dist"] = args.launcher == "pytorch"
     if opt["dist"]:
@@ -155,14 +157,14 @@ def run(pipeline: str, argv: list[str] | None = None) -> None:
         import basicsr.test as module
 
         entry = module.test_pipeline
-    # Options are read and checked here, before basicsr creates any folder or log; basicsr reads them again.
+    # Options are read and checked here, before basicsr creates any folder or log.
     args = build_parser().parse_args(argv)
     try:
-        read_options(args.opt, args.force_yml or [], pipeline == "train")
+        opt = read_options(args.opt, args.force_yml or [], pipeline == "train")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
-    module.parse_options = partial(parse_options, argv=argv)
+    module.parse_options = partial(parse_options, argv=argv, opt=opt)
     try:
         entry(str(Path.cwd()))
     finally:

@@ -1,10 +1,11 @@
 """Image files in and out, keeping what a restoration network does not see (alpha, bit depth, greyness).
 
 A network wants an RGB float image; a user's file may be 8- or 16-bit, grey, with alpha, a phone
-JPEG with an EXIF rotation, or an animated GIF (its first frame is restored, with a note). ``read_image`` splits a file into the RGB float the network sees plus what
-is needed to write the result back in the same form (``write_image``). JPEGs and GIFs go through Pillow because
-it applies EXIF orientation, raises on truncated files (libjpeg only warns) and counts GIF frames; everything else goes
-through OpenCV, which keeps 16-bit colour that Pillow would reduce to 8 bits.
+JPEG with an EXIF rotation, or an animated GIF (its first frame is restored, with a note).
+``read_image`` splits a file into the RGB float the network sees plus what is needed to write the
+result back in the same form (``encode_like``, ``write_png``). JPEGs and GIFs go through Pillow
+because it applies EXIF orientation, raises on truncated files (libjpeg only warns) and counts GIF
+frames; everything else goes through OpenCV, which keeps 16-bit colour that Pillow would reduce to 8.
 
 The one image decoder of the project: inference, the training datasets and the benches all read
 through ``read_image``, so a file means the same thing to each of them.

@@ -21,7 +21,7 @@ from ..tiling import tiled_forward
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_TILE = 1024  # default tile size on a GPU; images no larger than this in both sides run whole
 CPU_WHOLE_PIXELS = 512 * 512  # on the CPU, images up to this area run whole (as the val photos)
-CPU_TILE_MAX = 384  # the CPU's tile for larger images where memory allows: 4K then peaks under 3 GB
+CPU_TILE_MAX = 320  # the CPU's tile for larger images where memory allows: 4K then peaks under 3 GB
 CPU_TILE_MIN = 256
 # The shipped network's CPU working memory per pixel of a tile, fp32, with the heap setting of
 # spatial_restore.cpu_memory (which keeps freed blocks): measured 11-12 KiB (docs/benchmarks.md).
