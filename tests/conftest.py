@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
 
 import pytest
 import torch
+
+from spatial_restore.archs import SpatialMambaUNet
+from spatial_restore.checkpoint import save_safetensors
 
 from spatial_restore.paths import SHARED_ENV, shared_dir
 
@@ -32,6 +36,16 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; run with `pytest -m gpu tests` on a GPU machine")
     os.environ.setdefault("TRITON_INTERPRET", "0" if config.option.markexpr == "gpu" else "1")
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory) -> str:
+    """A tiny SpatialMambaUNet with its card, as a user's own model would be."""
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    save_safetensors(SpatialMambaUNet.from_preset("tiny"), folder / "tiny.safetensors")
+    (folder / "tiny.json").write_text(json.dumps({"arch": "SpatialMambaUNet", "preset": "tiny", "task": "denoise"}))
+    return str(folder / "tiny.safetensors")
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,6 @@ import yaml
 from PIL import Image
 
 from spatial_restore import _pipeline
-from spatial_restore.archs import SpatialMambaUNet
-from spatial_restore.checkpoint import save_safetensors
 from spatial_restore.image_io import read_image, write_png
 from spatial_restore.inference.cli import build_parser, main
 from spatial_restore.inference.restorer import AUTO_TILE, CPU_TILE_MAX, CPU_TILE_MIN, CPU_WHOLE_PIXELS, default_tile
@@ -24,15 +22,6 @@ from spatial_restore.options import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "options" / "train" / "quickstart.yml"
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    save_safetensors(SpatialMambaUNet.from_preset("tiny"), folder / "tiny.safetensors")
-    (folder / "tiny.json").write_text(json.dumps({"arch": "SpatialMambaUNet", "preset": "tiny", "task": "denoise"}))
-    return str(folder / "tiny.safetensors")
 
 
 def photo(path: Path, seed: int = 0) -> Path:
