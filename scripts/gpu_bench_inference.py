@@ -16,10 +16,10 @@ import statistics
 import time
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import torch
 
+from spatial_restore.image_io import read_image
 from spatial_restore.inference.restorer import Restorer
 from spatial_restore.weights import build_model, load_model
 
@@ -69,7 +69,7 @@ def check_quality(restorer: Restorer, fp32: Restorer, paths: list[str]) -> None:
     from spatial_restore.metrics import psnr
 
     for path in paths:
-        clean = cv2.imread(path, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float64) / 255.0
+        clean = read_image(path, np.float64).rgb
         noisy = noisy_version(clean, 25).astype(np.float32)
         ours, ref = (np.clip(r(noisy), 0, 1).astype(np.float64) for r in (restorer, fp32))
         print(f"{path}: this setting {psnr(ours, clean):.3f} dB, fp32 {psnr(ref, clean):.3f} dB, "

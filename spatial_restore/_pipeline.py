@@ -2,8 +2,9 @@
 
 basicsr's ``parse_options`` and ``load_resume_state`` are replaced (in basicsr's pipeline modules, at
 run time; site-packages stay untouched) by versions that:
-- read YAML with ``yaml.safe_load`` and apply ``--force_yml a:b=value`` by parsing the value as YAML
-  (basicsr builds and ``exec``s Python source from it);
+- read YAML with ``yaml.safe_load``, apply ``--force_yml a:b=value`` by parsing the value as YAML
+  (basicsr builds and ``exec``s Python source from it), and check the result against what the
+  registered classes accept (``spatial_restore.options``): a bad option ends in one line, exit 2;
 - accept ``--local_rank`` and ``--local-rank`` (torch.distributed.launch spells it either way);
 - start ``--launcher pytorch`` on NCCL with one GPU per process, or on gloo without CUDA / with
   ``num_gpu: 0`` (basicsr always picks NCCL and divides by the GPU count);
@@ -18,21 +19,23 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from functools import partial
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 
 from . import archs, data, losses, metrics, models  # noqa: F401  (registration on import)
 from ._basicsr import import_basicsr
 from .models.restoration_model import load_training_state
+from .options import ConfigError, check, load_yaml, set_option
 
 import_basicsr()
 from basicsr.utils import check_resume, get_root_logger, set_random_seed  # noqa: E402
 
 DATAROOT_KEYS = ("dataroot", "dataroot_gt", "dataroot_lq")
+USAGE_ERROR = 2  # exit status of a command that started nothing: bad options (as argparse exits)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,31 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def set_option(opt: dict, entry: str) -> None:
-    """Apply one ``a:b:c=value`` override; the value is parsed as YAML (numbers, bools, lists, null)."""
-    if "=" not in entry:
-        raise ValueError(f"--force_yml entry {entry!r} is not KEY:KEY=VALUE")
-    keys, value = entry.split("=", 1)
-    *parents, leaf = [k.strip() for k in keys.split(":")]
-    node = opt
-    for key in parents:
-        if not isinstance(node.get(key), dict):
-            raise KeyError(f"--force_yml {keys}: option {key!r} does not exist or is not a mapping")
-        node = node[key]
-    node[leaf] = _parse_value(value.strip())
-
-
-def _parse_value(text: str):
-    """YAML scalar/list; '1e-4' too (YAML 1.1 reads exponents without a dot as strings)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def init_distributed(opt: dict, local_rank: int) -> None:
     """One process per GPU on NCCL; gloo when there is no CUDA or the options ask for CPU (num_gpu: 0)."""
     use_cuda = torch.cuda.is_available() and opt.get("num_gpu", "auto") != 0
@@ -81,13 +59,12 @@ def init_distributed(opt: dict, local_rank: int) -> None:
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
 
 
-def parse_options(root_path: str, is_train: bool = True, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:
-    """basicsr's option dict from a YAML file and the command line (same keys and paths as basicsr)."""
+def parse_options(root_path: str, is_train: bool = True, argv: list[str] | None = None,
+                  opt: dict | None = None) -> tuple[dict, argparse.Namespace]:
+    """basicsr's option dict from a YAML file and the command line (same keys and paths as basicsr);
+    ``opt``: the file's options as ``read_options`` already returned them."""
     args = build_parser().parse_args(argv)
-    with open(args.opt, encoding="utf-8") as f:
-        opt = yaml.safe_load(f)
-    for entry in args.force_yml or []:
-        set_option(opt, entry)
+    opt = read_options(args.opt, args.force_yml or [], is_train) if opt is None else opt
 
     opt["dist"] = args.launcher == "pytorch"
     if opt["dist"]:
@@ -131,6 +108,20 @@ def parse_options(root_path: str, is_train: bool = True, argv: list[str] | None 
     return opt, args
 
 
+def read_options(path: str, overrides: list[str], is_train: bool) -> dict:
+    """The file's options with the --force_yml overrides applied, checked (options.check) before anything starts."""
+    opt = load_yaml(path)
+    overridden = {set_option(opt, entry) for entry in overrides}
+
+    def source(where: str) -> str:
+        parts = where.split(":")
+        hit = any(":".join(parts[:i]) in overridden for i in range(1, len(parts) + 1))
+        return "--force_yml" if hit else str(path)
+
+    check(opt, is_train, source)
+    return opt
+
+
 def load_resume_state(opt: dict) -> dict | None:
     """The training state to resume from (CPU tensors), or None; points pretrain_network_g at its weights."""
     path = None
@@ -166,7 +157,14 @@ def run(pipeline: str, argv: list[str] | None = None) -> None:
         import basicsr.test as module
 
         entry = module.test_pipeline
-    module.parse_options = partial(parse_options, argv=argv)
+    # Options are read and checked here, before basicsr creates any folder or log.
+    args = build_parser().parse_args(argv)
+    try:
+        opt = read_options(args.opt, args.force_yml or [], pipeline == "train")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
+    module.parse_options = partial(parse_options, argv=argv, opt=opt)
     try:
         entry(str(Path.cwd()))
     finally:

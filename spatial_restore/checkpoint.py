@@ -32,7 +32,10 @@ def load_state_dict_file(path: str | Path, key: str | None = None) -> dict[str, 
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        obj: Mapping = load_file(str(path), device="cpu")
+        try:
+            obj: Mapping = load_file(str(path), device="cpu")
+        except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+            raise CheckpointMismatch(f"{path}: not a readable safetensors file ({err})") from err
     elif path.suffix in PICKLE_SUFFIXES:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -68,15 +71,16 @@ def check_state_dict(
         for k, v in expected.items()
         if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
-    problems = []
-    if shapes:
-        problems.append("mis-shaped keys:\n  " + "\n  ".join(shapes))
-    if missing:
-        problems.append(f"missing keys ({len(missing)}):\n  " + "\n  ".join(missing))
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}):\n  " + "\n  ".join(unexpected))
+    problems = [summarise(what, items) for what, items in
+                (("mis-shaped", shapes), ("missing", missing), ("unexpected", unexpected)) if items]
     if problems:
-        raise CheckpointMismatch(f"{source} does not fit {type(model).__name__}:\n" + "\n".join(problems))
+        raise CheckpointMismatch(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
+
+
+def summarise(what: str, items: list[str], first: int = 3) -> str:
+    """'N <what> keys: a, b, c (+M more)': a whole network's key list would bury the message."""
+    more = f" (+{len(items) - first} more)" if len(items) > first else ""
+    return f"{len(items)} {what} key(s): {', '.join(items[:first])}{more}"
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], allow_missing: Iterable[str] = (),

@@ -26,20 +26,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
 
-    from .inference.batch import add_noise
-    from .inference.heap import keep_freed_memory
-    from .inference.image_io import read_image, to_display_u8, write_png
+    from .image_io import read_image, to_display_u8, write_png
     from .inference.restorer import Restorer, pick_device
     from .metrics import psnr
+    from .noise import add_gaussian_noise
     from .weights import ModelNotFound, load_model
 
-    keep_freed_memory()
     try:
         model, card = load_model("default")
     except ModelNotFound as err:
         raise SystemExit(f"demo: {err}") from err
     clean = read_image(args.image).rgb
-    noisy = add_noise(clean, args.sigma, args.seed)
+    noisy = add_gaussian_noise(clean, args.sigma, args.seed)
     device = pick_device(args.device)
     start = time.perf_counter()
     denoised = np.clip(Restorer(model, device, stride=card.stride, in_channels=card.in_channels)(noisy), 0, 1)
@@ -57,4 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from .cpu_memory import tune_for_command
+
+    tune_for_command()  # before torch is imported; opt-outs in spatial_restore/cpu_memory.py
     main()

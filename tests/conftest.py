@@ -1,33 +1,51 @@
-"""Shared test fixtures: the official-model conformance data in ../shared/reference."""
+"""Shared test fixtures: the official-model conformance data (``reference/`` of spatial_restore.paths.shared_dir)."""
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from pathlib import Path
 
-# Triton reads this when a kernel is decorated, and any test module may import the kernels first:
-# set it before anything imports them. The suite runs Triton on the CPU interpreter; GPU checks live
-# in scripts/gpu_check_kernels.py (export TRITON_INTERPRET=0 to run these tests compiled on a GPU).
-os.environ.setdefault("TRITON_INTERPRET", "1")
-# The entry points under test (inference.py, the demo, the bench) would switch glibc to keeping freed
-# memory for the rest of this process (spatial_restore/inference/heap.py); tests/test_heap.py checks
-# that switch in subprocesses of its own, so the suite's memory behaves as any process's.
-os.environ.setdefault("SPATIAL_RESTORE_KEEP_FREED_MEMORY", "0")
-
 import pytest
 import torch
+
+from spatial_restore.archs import SpatialMambaUNet
+from spatial_restore.checkpoint import save_safetensors
+
+from spatial_restore.paths import SHARED_ENV, shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_ENV = "SPATIAL_RESTORE_REFERENCE"
 
 
 def reference_dir() -> Path:
-    """../shared/reference beside the repo, or $SPATIAL_RESTORE_REFERENCE; absent is an error, not a skip."""
-    path = Path(os.environ.get(REFERENCE_ENV, REPO.parent / "shared" / "reference"))
+    """reference/ in the shared folder, or $SPATIAL_RESTORE_REFERENCE; absent is an error, not a skip."""
+    path = Path(os.environ.get(REFERENCE_ENV) or shared_dir() / "reference")
     if not (path / "MANIFEST.sha256").is_file():
-        pytest.fail(f"conformance fixtures not found at {path}: put ../shared beside the repo or set {REFERENCE_ENV}")
+        pytest.fail(f"conformance fixtures not found at {path}: put ../shared beside the repo or set {SHARED_ENV} "
+                    f"(or {REFERENCE_ENV})")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The ``gpu`` marker; and Triton interpreted on the CPU unless the run selects the GPU tests.
+
+    Triton reads TRITON_INTERPRET when a kernel is decorated, so it is set here, before any test module
+    imports the kernels (export it to choose yourself).
+    """
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; run with `pytest -m gpu tests` on a GPU machine")
+    os.environ.setdefault("TRITON_INTERPRET", "0" if config.option.markexpr == "gpu" else "1")
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory) -> str:
+    """A tiny SpatialMambaUNet with its card, as a user's own model would be."""
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    save_safetensors(SpatialMambaUNet.from_preset("tiny"), folder / "tiny.safetensors")
+    (folder / "tiny.json").write_text(json.dumps({"arch": "SpatialMambaUNet", "preset": "tiny", "task": "denoise"}))
+    return str(folder / "tiny.safetensors")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from spatial_restore.bench import ddp
+from spatial_restore.bench import ddp, ddp_logs, ddp_step0
 
 LOG = """\
 2026-11-24 10:00:00,000 INFO: Start training from epoch: 0, iter: 998
@@ -25,20 +25,20 @@ LOG = """\
 
 
 def test_log_parser_turns_timestamps_into_images_per_second():
-    points = ddp.iteration_times(LOG)
+    points = ddp_logs.iteration_times(LOG)
     assert [i for i, _ in points] == [999, 1000, 1001, 1002]  # thousands separators read, other lines ignored
     assert points[-1][1] - points[0][1] == pytest.approx(1.75)
     # warm-up 1 after 998: iterations 1000..1002 timed from the line of 999 (2 images each)
-    whole = ddp.steady_window(points, 998, 1002, 1, 2)
+    whole = ddp_logs.steady_window(points, 998, 1002, 1, 2)
     assert (whole["from_iter"], whole["to_iter"], whole["images"]) == (999, 1002, 6)
     assert whole["images_per_s"] == pytest.approx(6 / 1.75)
-    before_save = ddp.steady_window(points, 998, 1000, 0, 2)  # lines of 999 and 1000: 2 images in 0.25 s
-    after_save = ddp.steady_window(points, 1000, 1002, 1, 2)  # lines of 1001 and 1002: 2 images in 0.5 s
+    before_save = ddp_logs.steady_window(points, 998, 1000, 0, 2)  # lines of 999 and 1000: 2 images in 0.25 s
+    after_save = ddp_logs.steady_window(points, 1000, 1002, 1, 2)  # lines of 1001 and 1002: 2 images in 0.5 s
     assert before_save["images_per_s"] == pytest.approx(8.0) and after_save["images_per_s"] == pytest.approx(4.0)
-    assert ddp.combined_rate([before_save, after_save]) == pytest.approx(4 / 0.75)
+    assert ddp_logs.combined_rate([before_save, after_save]) == pytest.approx(4 / 0.75)
     with pytest.raises(ValueError, match="fewer than two log lines"):
-        ddp.steady_window(points, 998, 1002, 4, 2)
-    assert ddp.last_psnr(LOG) == 27.1234
+        ddp_logs.steady_window(points, 998, 1002, 4, 2)
+    assert ddp_logs.last_psnr(LOG) == 27.1234
 
 
 def write_images(folder: Path, count: int, size: tuple[int, int], seed: int) -> None:
@@ -59,7 +59,7 @@ def test_bench_on_two_cpu_processes(tmp_path, monkeypatch):
 
     report = json.loads((tmp_path / "run" / "ddp_smoke.json").read_text())
     step0 = report["step0"]
-    assert step0["loss_rel_diff"] <= ddp.LOSS_RTOL and step0["grad_rel_diff"] <= ddp.GRAD_RTOL
+    assert step0["loss_rel_diff"] <= ddp_step0.LOSS_RTOL and step0["grad_rel_diff"] <= ddp_step0.GRAD_RTOL
     assert report["resume"]["resumed_at"] == 2 and report["resume"]["final_iter"] == 4
     assert report["restore"]["diff_db"] < 0.01
     assert report["throughput"]["efficiency"] > 0

@@ -10,25 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from spatial_restore.archs import SpatialMambaUNet
-from spatial_restore.checkpoint import save_safetensors
 from spatial_restore.inference.cli import main
 from spatial_restore.inference.restorer import Restorer
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> str:
-    """A tiny SpatialMambaUNet with its card, as a user's own model would be."""
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    save_safetensors(SpatialMambaUNet.from_preset("tiny"), folder / "tiny.safetensors")
-    (folder / "tiny.json").write_text(json.dumps({"arch": "SpatialMambaUNet", "preset": "tiny", "task": "denoise"}))
-    return str(folder / "tiny.safetensors")
 
 
 def photo(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -77,7 +64,7 @@ def test_all_good_exits_zero_with_table_and_json(tmp_path, model, capsys, monkey
 
 
 def test_gt_folder_matched_by_name_with_lpips(tmp_path, model, capsys, monkeypatch):
-    monkeypatch.setattr("spatial_restore.inference.batch.lpips_unavailable", lambda: None)
+    monkeypatch.setattr("spatial_restore.inference.cli.lpips_unavailable", lambda: None)
     monkeypatch.setattr("spatial_restore.metrics.lpips_distance", lambda a, b, data_range=None: 0.25)
     (tmp_path / "in").mkdir()
     (tmp_path / "gt").mkdir()

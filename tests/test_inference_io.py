@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spatial_restore.inference.image_io import ImageReadError, encode_like, read_image, write_png
+from spatial_restore.image_io import ImageReadError, encode_like, read_image, write_png
 
 
 def photo(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from spatial_restore.archs import SpatialMambaUNet
 from spatial_restore.inference.restorer import Restorer
-from spatial_restore.inference.tiling import MIN_CONTEXT, tile_length, tile_starts, window
+from spatial_restore.tiling import MIN_CONTEXT, tile_length, tile_starts, window
 from spatial_restore.metrics import psnr
 
 

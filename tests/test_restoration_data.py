@@ -220,7 +220,7 @@ def test_force_yml_parses_values_as_yaml_and_refuses_unknown_sections():
     set_option(opt, "train:name=small_run")
     assert opt["train"] == {"total_iter": 20, "scheduler_periods": [1, 2], "ema_decay": None, "lr": 1e-4,
                             "name": "small_run"}
-    with pytest.raises(KeyError, match="nosuch"):
+    with pytest.raises(ValueError, match="nosuch"):
         set_option(opt, "nosuch:key=1")
 
 

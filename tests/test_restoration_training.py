@@ -18,7 +18,7 @@ import yaml
 
 from spatial_restore.archs import UNET_PRESETS, SpatialMambaUNet
 from spatial_restore.checkpoint import load_into, load_state_dict_file
-from spatial_restore.inference.tiling import tiled_forward
+from spatial_restore.tiling import tiled_forward
 from spatial_restore.models.restoration_model import load_training_state
 
 TINY = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS["tiny"].items()}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spatial_restore.data.restoration_dataset import grey_rgb
-from spatial_restore.inference.image_io import read_image
+from spatial_restore.image_io import read_image
 from spatial_restore.inference.restorer import Restorer
 from spatial_restore.metrics import psnr
 from spatial_restore.weights import load_model

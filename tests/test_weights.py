@@ -36,7 +36,15 @@ def test_shape_mismatch_is_reported_by_key(tmp_path):
     make_tiny(tmp_path)
     (tmp_path / "tiny.json").write_text(json.dumps({"arch": "SpatialMambaUNet", "preset": "tiny", "task": "denoise",
                                                     "kwargs": {"widths": [16, 32, 64, 128]}}))
-    with pytest.raises(CheckpointMismatch, match="mis-shaped keys"):
+    with pytest.raises(CheckpointMismatch, match=r"\d+ mis-shaped key\(s\): [^;]+ \(\+\d+ more\)") as err:
+        load_model(tmp_path / "tiny.safetensors")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 1000  # summarised, not every key
+
+
+def test_corrupt_safetensors_names_the_file(tmp_path):
+    make_tiny(tmp_path)
+    (tmp_path / "tiny.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointMismatch, match=r"tiny\.safetensors: not a readable safetensors file"):
         load_model(tmp_path / "tiny.safetensors")
 
 

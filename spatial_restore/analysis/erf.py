@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -99,17 +100,19 @@ def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
     """RGB images in [0, 1] as (N, 3, size, size): shorter side resized to ``size``, then centre-cropped."""
     import cv2
 
+    from ..image_io import ImageReadError, read_image
+
     out = []
     for path in paths:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise AnalysisError(f"cannot read image {path}")
-        h, w = bgr.shape[:2]
+        try:
+            rgb = read_image(path).rgb
+        except ImageReadError as err:
+            raise AnalysisError(f"cannot read image {path}: {err}") from err
+        h, w = rgb.shape[:2]
         scale = size / min(h, w)
-        bgr = cv2.resize(bgr, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
-        top, left = (bgr.shape[0] - size) // 2, (bgr.shape[1] - size) // 2
-        rgb = cv2.cvtColor(bgr[top : top + size, left : left + size], cv2.COLOR_BGR2RGB)
-        out.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)
+        rgb = cv2.resize(rgb, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
+        top, left = (rgb.shape[0] - size) // 2, (rgb.shape[1] - size) // 2
+        out.append(torch.from_numpy(np.ascontiguousarray(rgb[top : top + size, left : left + size])).permute(2, 0, 1))
     return torch.stack(out)
 
 

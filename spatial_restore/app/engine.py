@@ -16,11 +16,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..inference import Restorer, pick_device, read_image, write_png
-from ..inference.batch import Job, Options, add_noise, process
-from ..inference.heap import keep_freed_memory
-from ..inference.image_io import IMAGE_SUFFIXES, to_display_u8
-from ..inference.tiling import tile_length, tile_starts
+from ..cpu_memory import keep_freed_memory
+from ..image_io import IMAGE_SUFFIXES, read_image, to_display_u8, write_png
+from ..inference import Restorer, pick_device
+from ..inference.batch import Job, Options, process
+from ..noise import add_gaussian_noise
+from ..tiling import tile_length, tile_starts
 from ..weights import SHIPPED, load_model
 
 __all__ = ["IMAGE_SUFFIXES", "Model", "load", "model_names", "pick_device", "prepare_process", "restore_file",
@@ -36,7 +37,7 @@ def model_names() -> list[str]:
 
 def prepare_process() -> None:
     """What the CLI sets for its process, for the app's server process: glibc keeps freed memory
-    (about 2x faster on the CPU, see inference/heap.py) and OpenCV logs errors only."""
+    (about 2x faster on the CPU, see cpu_memory.py) and OpenCV logs errors only."""
     import cv2
 
     keep_freed_memory()
@@ -60,7 +61,7 @@ class _Counted(nn.Module):
 
 @dataclass
 class Model:
-    """A loaded model with the CLI's default settings (fp32, tiles of 1024, one view, grey kept)."""
+    """A loaded model with the CLI's default settings (fp32, tiles chosen for the device, one view, grey kept)."""
 
     name: str
     restorer: Restorer
@@ -70,10 +71,10 @@ class Model:
     def passes(self, height: int, width: int) -> int:
         """Forward passes Restorer makes for an image: one per tile (three per tile for a grey network)."""
         r = self.restorer
-        tiles = 1
-        if r.tile and max(height, width) > r.tile:
-            tiles = (len(tile_starts(height, tile_length(height, r.tile, r.tile_overlap, r.stride), r.tile_overlap))
-                     * len(tile_starts(width, tile_length(width, r.tile, r.tile_overlap, r.stride), r.tile_overlap)))
+        tile, tiles = r.tile_for(height, width), 1
+        if tile and max(height, width) > tile:
+            tiles = (len(tile_starts(height, tile_length(height, tile, r.tile_overlap, r.stride), r.tile_overlap))
+                     * len(tile_starts(width, tile_length(width, tile, r.tile_overlap, r.stride), r.tile_overlap)))
         return tiles * (3 if r.in_channels == 1 else 1)
 
 
@@ -114,5 +115,5 @@ def restore_file(model: Model, source: Path, output: Path, sigma: float, seed: i
 def write_preview(source: Path, sigma: float, seed: int, path: Path) -> None:
     """An 8-bit PNG of what the network was given (the file, plus the same noise), for the 'before' side."""
     picture = read_image(source)
-    rgb = add_noise(picture.rgb, sigma, seed) if sigma else picture.rgb
+    rgb = add_gaussian_noise(picture.rgb, sigma, seed) if sigma else picture.rgb
     write_png(path, to_display_u8(picture.visible(np.clip(rgb, 0.0, 1.0))))

@@ -24,4 +24,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from ..cpu_memory import tune_for_command
+
+    tune_for_command()  # before torch is imported; opt-outs in spatial_restore/cpu_memory.py
     main()

@@ -10,7 +10,7 @@ A U-Net preset goes through ``spatial_restore.train`` on one device and, under t
 4. the DDP run's final EMA weights, tested on one device by ``spatial_restore.test``, reproduce the
    validation PSNR that the run itself logged.
 Checks 1, 3 and 4 set the exit status; the efficiency depends on the machine, so only with --strict.
-Run as a module (``python -m spatial_restore.bench.ddp``), this file is the torchrun worker of check 1.
+The torchrun worker of check 1 is ``ddp_step0``; the basicsr logs are read by ``ddp_logs``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -27,155 +26,18 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from ..archs import UNET_PRESETS
+from ..paths import REPO, shared_dir
+from .ddp_logs import RESUME_LINE, combined_rate, iteration_times, last_psnr, steady_window
+from .ddp_step0 import GRAD_RTOL, LOSS_RTOL, NOISE_SIGMA, SEED, compare_step0
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "photos"
-NOISE_SIGMA = 25.0  # step-0 batch and validation (0-255 scale); training is blind over SIGMA_RANGE
-SIGMA_RANGE = [0, 50]
-SEED = 10
-# Step-0 tolerances. fp32 with TF32 off rounds at ~6e-8; K=1 and K=N differ only in summation order
-# (the loss mean over the batch, the batch sums inside weight gradients, the all-reduce), which stays
-# around 1e-7 for the loss and 1e-6 for a gradient after ~50 layers of backward (measured on CPU: 7e-8
-# and 7e-7). A sharding bug (wrong shard, a missing or doubled average, unsynchronised weights) is an
-# O(1) error: a gradient off by a factor N alone differs by at least 0.5. The tolerances leave ~100x
-# headroom over rounding.
-LOSS_RTOL = 1e-5
-GRAD_RTOL = 1e-4
+SIGMA_RANGE = [0, 50]  # training is blind over it; step 0 and validation use NOISE_SIGMA
 RESTORE_TOL_DB = 0.01  # same weights, images and noise: only kernel-choice rounding may differ
 # Forced (not defaulted) in every child: an inherited setting must never turn NVLink multicast on.
 MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
-
-# basicsr's training line: "<asctime> INFO: [<name[:5]>..][epoch:  0, iter:   1,200, lr:(2.000e-04,)] ...".
-ITER_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: \[[^\]]*\]"
-                       r"\[epoch:\s*\d+, iter:\s*([\d,]+), lr:\(", re.MULTILINE)
-RESUME_LINE = re.compile(r"Resuming training from epoch: \d+, iter: (\d+)\.")
-PSNR_LINE = re.compile(r"Validation \S+\s+# psnr: (\S+)")
-LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
-
-
-# --- basicsr logs -----------------------------------------------------------------------------------
-
-def iteration_times(text: str) -> list[tuple[int, float]]:
-    """(iteration, POSIX seconds) of each training line of a basicsr log.
-
-    The line of iteration i is written right after its optimizer step, and every step ends with the
-    loss ``.item()`` of ``reduce_loss_dict`` (a device sync), so the timestamp marks the step's end.
-    """
-    return [(int(it.replace(",", "")), datetime.strptime(stamp, LOG_TIME).timestamp())
-            for stamp, it in ITER_LINE.findall(text)]
-
-
-def steady_window(points: list[tuple[int, float]], start: int, end: int, warmup: int, global_batch: int) -> dict:
-    """Images/s over iterations start+warmup+1 .. end: from the line of iteration start+warmup (the
-    first after it if that one is missing) to the last line up to ``end``."""
-    kept = [(i, t) for i, t in points if start + warmup <= i <= end]
-    if len(kept) < 2:
-        raise ValueError(f"fewer than two log lines in iterations {start + warmup}..{end} (warm-up {warmup}): "
-                         "run more iterations or lower --warmup")
-    (first, t0), (last, t1) = kept[0], kept[-1]
-    if t1 <= t0:
-        raise ValueError(f"iterations {first}..{last} share a millisecond timestamp: run more iterations")
-    images = (last - first) * global_batch
-    return {"from_iter": first, "to_iter": last, "seconds": round(t1 - t0, 3), "images": images,
-            "images_per_s": images / (t1 - t0)}
-
-
-def combined_rate(windows: list[dict]) -> float:
-    """Images/s over several windows (the invocations of a resumed run), dead time between them excluded."""
-    return sum(w["images"] for w in windows) / sum(w["seconds"] for w in windows)
-
-
-def last_psnr(text: str) -> float:
-    """The PSNR of the last ``Validation <set>`` block of a basicsr log."""
-    values = PSNR_LINE.findall(text)
-    if not values:
-        raise ValueError("no 'Validation ... # psnr:' block in the log")
-    return float(values[-1])
-
-
-# --- step 0: the torchrun worker and the comparison ---------------------------------------------------
-
-def fixed_batch(folder: Path, size: int, crop: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(noisy, clean) NCHW float32, identical in every process: seeded crops of the photos + N(0, 25/255)."""
-    from ..data import list_images, read_image
-    from ..data.restoration_dataset import random_crop_augment
-
-    paths = list_images(folder)
-    rng = np.random.default_rng(seed)
-    images: dict[int, np.ndarray] = {}
-    crops = []
-    for _ in range(size):
-        i = int(rng.integers(len(paths)))
-        if i not in images:
-            images[i] = read_image(paths[i], 3)
-        crops += random_crop_augment([images[i]], crop, False, False, rng, str(paths[i]))
-    clean = torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
-    noise = torch.from_numpy(rng.standard_normal(clean.shape, dtype=np.float32)) * (NOISE_SIGMA / 255.0)
-    return clean + noise, clean
-
-
-def step0_worker(argv: list[str] | None = None) -> None:
-    """One DDP step on this rank's shard (rank::world) of the fixed batch; rank 0 saves the mean loss and
-    the flattened gradient, which DDP has already averaged over the ranks."""
-    import torch.distributed as dist
-    import torch.nn.functional as F
-    from torch.nn.parallel import DistributedDataParallel
-
-    from ..archs import SpatialMambaUNet
-
-    parser = argparse.ArgumentParser(prog="python -m spatial_restore.bench.ddp",
-                                     description="torchrun worker of the step-0 check of the ddp bench")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--preset", required=True)
-    parser.add_argument("--batch", type=int, required=True, help="global batch (split over the ranks)")
-    parser.add_argument("--crop", type=int, required=True)
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--device", choices=["cuda", "cpu"], required=True)
-    args = parser.parse_args(argv)
-
-    cuda = args.device == "cuda"
-    if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = False
-    dist.init_process_group("nccl" if cuda else "gloo")
-    try:
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if args.batch % world:
-            raise ValueError(f"batch {args.batch} does not split over {world} processes")
-        device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-        torch.manual_seed(SEED)
-        # Activation checkpointing: the same arithmetic (blocks recomputed, not changed), and the one-process
-        # step fits one GPU in fp32 (small, 16 x 256^2, reference op: 4 GiB of saved activations, not 124).
-        net = SpatialMambaUNet.from_preset(args.preset, use_checkpoint=True).to(device)
-        model = DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
-        noisy, clean = fixed_batch(args.train, args.batch, args.crop, SEED)
-        shard = slice(rank, None, world)
-        loss = F.mse_loss(model(noisy[shard].to(device)), clean[shard].to(device))
-        loss.backward()
-        mean_loss = loss.detach().clone()
-        dist.all_reduce(mean_loss)
-        if rank == 0:
-            grad = torch.cat([p.grad.reshape(-1) for p in net.parameters()]).cpu()
-            torch.save({"loss": (mean_loss / world).cpu(), "grad": grad}, args.out)
-    finally:
-        dist.destroy_process_group()
-
-
-def compare_step0(one: dict, many: dict) -> dict:
-    """Relative loss difference and ||g_N - g_1|| / ||g_1|| (float64), against the tolerances."""
-    loss_1, loss_n = float(one["loss"]), float(many["loss"])
-    g1, gn = one["grad"].double(), many["grad"].double()
-    loss_rel = abs(loss_n - loss_1) / abs(loss_1)
-    grad_rel = float((gn - g1).norm() / g1.norm())
-    return {"loss_1": loss_1, "loss_n": loss_n, "loss_rel_diff": loss_rel, "grad_rel_diff": grad_rel,
-            "loss_rtol": LOSS_RTOL, "grad_rtol": GRAD_RTOL, "passed": loss_rel <= LOSS_RTOL and grad_rel <= GRAD_RTOL}
 
 
 # --- options and subprocesses -------------------------------------------------------------------------
@@ -318,8 +180,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "of each run (the N-device run restarts at half-way; default: 20%% of --iters, at least 1)")
     parser.add_argument("--amp", choices=["bf16", "none"], help="training autocast (default: bf16 on cuda, "
                         "none on cpu); the step-0 check is always fp32")
-    parser.add_argument("--train", type=Path, default=DEFAULT_PHOTOS / "train", help="default: %(default)s")
-    parser.add_argument("--val", type=Path, default=DEFAULT_PHOTOS / "val", help="default: %(default)s")
+    parser.add_argument("--train", type=Path, default=shared_dir() / "data" / "photos" / "train",
+                        help="default: %(default)s")
+    parser.add_argument("--val", type=Path, default=shared_dir() / "data" / "photos" / "val",
+                        help="default: %(default)s")
     parser.add_argument("--workdir", type=Path, help="runs execute here (experiments/, results/, logs/); "
                         "default: a fresh ./ddp_smoke_runs/<time>")
     parser.add_argument("--json", type=Path, metavar="FILE", help="default: <workdir>/ddp_smoke.json")
@@ -380,7 +244,7 @@ def run_step0(runner: Runner, args: argparse.Namespace) -> dict:
     saved = {}
     for k in (1, args.gpus):
         out = args.workdir / f"step0_{k}x.pt"
-        runner(f"step0_{k}x", torchrun(k, "spatial_restore.bench.ddp", "--out", str(out), "--preset", args.preset,
+        runner(f"step0_{k}x", torchrun(k, "spatial_restore.bench.ddp_step0", "--out", str(out), "--preset", args.preset,
                                        "--batch", str(args.batch), "--crop", str(args.crop), "--train", str(args.train),
                                        "--device", args.device))
         saved[k] = torch.load(out, map_location="cpu", weights_only=True)
@@ -489,7 +353,3 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         raise SystemExit(f"[ddp] FAILED: {', '.join(failed)}")
     print("[ddp] all checks passed")
-
-
-if __name__ == "__main__":
-    step0_worker()

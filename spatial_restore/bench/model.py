@@ -1,6 +1,7 @@
 """Spatial-Mamba throughput on a GPU: AMP inference and AMP training steps, triton vs reference backend.
 
-Both backends run in the same process on the same weights, switched through SPATIAL_RESTORE_BACKEND.
+Both backends run in the same process on the same weights, switched through the SASF layers' ``backend``
+attribute (the process environment is left alone).
 A training step is forward, cross-entropy, backward and AdamW; fp16 adds a GradScaler. Images/s come
 from CUDA-synchronised wall time over the timed steps (after warm-up); peak memory is
 torch.cuda.max_memory_allocated over the timed phase.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .. import kernels
 from ..archs import spatial_mamba
+from ..archs.spatial_mamba_arch import StructureAwareSSM
 
 
 def timed(step, warmup: int, iters: int) -> tuple[float, float]:
@@ -33,6 +34,13 @@ def timed(step, warmup: int, iters: int) -> tuple[float, float]:
         step()
     torch.cuda.synchronize()
     return (time.perf_counter() - t0) / iters, torch.cuda.max_memory_allocated() / 2**30
+
+
+def set_backend(model: torch.nn.Module, backend: str) -> None:
+    """Every SASF layer of ``model`` runs ``backend`` from its next call on."""
+    for module in model.modules():
+        if isinstance(module, StructureAwareSSM):
+            module.backend = backend
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,31 +86,24 @@ def main(argv: list[str] | None = None) -> None:
     print("| backend | inference img/s | inference peak GiB | train step img/s | train peak GiB |")
     print("|---|---|---|---|---|")
     rows = []
-    previous = os.environ.get(kernels.ENV_VAR)
-    try:
-        for backend in args.backends:
-            os.environ[kernels.ENV_VAR] = backend
-            row = {"backend": backend}
-            for name, step in (("inference", infer), ("train", train)):
-                model.train(name == "train")
-                try:
-                    sec, peak = timed(step, args.warmup, args.iters)
-                    row[name] = {"img_per_s": args.batch / sec, "peak_GiB": peak}
-                except torch.OutOfMemoryError:
-                    row[name] = None
-                opt.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
-            if kernels.last_backend() != backend:
-                raise RuntimeError(f"asked for backend {backend!r}, the op ran {kernels.last_backend()!r}")
-            cells = [f"{row[n]['img_per_s']:.0f} | {row[n]['peak_GiB']:.1f}" if row[n] else "OOM | -"
-                     for n in ("inference", "train")]
-            print(f"| {backend} | {cells[0]} | {cells[1]} |", flush=True)
-            rows.append(row)
-    finally:
-        if previous is None:
-            os.environ.pop(kernels.ENV_VAR, None)
-        else:
-            os.environ[kernels.ENV_VAR] = previous
+    for backend in args.backends:
+        set_backend(model, backend)
+        row = {"backend": backend}
+        for name, step in (("inference", infer), ("train", train)):
+            model.train(name == "train")
+            try:
+                sec, peak = timed(step, args.warmup, args.iters)
+                row[name] = {"img_per_s": args.batch / sec, "peak_GiB": peak}
+            except torch.OutOfMemoryError:
+                row[name] = None
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+        if kernels.last_backend() != backend:
+            raise RuntimeError(f"asked for backend {backend!r}, the op ran {kernels.last_backend()!r}")
+        cells = [f"{row[n]['img_per_s']:.0f} | {row[n]['peak_GiB']:.1f}" if row[n] else "OOM | -"
+                 for n in ("inference", "train")]
+        print(f"| {backend} | {cells[0]} | {cells[1]} |", flush=True)
+        rows.append(row)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "date": when, "variant": args.variant, "batch": args.batch,

@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 
 from ..data.restoration_dataset import grey_rgb
-from ..inference.heap import keep_freed_memory
+from ..image_io import IMAGE_SUFFIXES, ImageReadError, read_image
+from ..noise import add_gaussian_noise
+from ..paths import shared_dir
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "photos" / "val"
 NLM_H_PER_SIGMA = 0.7
 OUR_METHODS = {"ours": 1, "ours_x2": 2, "ours_x4": 4, "ours_x8": 8}  # run by our model: self-ensemble views
 METHODS = ("noisy", "nlm", "cbm3d", *OUR_METHODS)
@@ -44,8 +44,7 @@ GREY_LABELS = {**LABELS, "nlm": "NLM (OpenCV, grey)", "cbm3d": "BM3D (σ known)"
 def noisy_version(clean: np.ndarray, sigma: float, shared: bool = False) -> np.ndarray:
     """clean (float in [0, 1]) + N(0, sigma/255), seed 0 for every image, not clipped; ``shared``: one
     noise field for all channels (a grey file)."""
-    shape = (*clean.shape[:2], 1) if shared else clean.shape
-    return clean + np.random.default_rng(0).normal(0.0, sigma / 255.0, shape)
+    return add_gaussian_noise(clean, sigma, 0, shared_channels=shared)
 
 
 def nlm(noisy_rgb: np.ndarray, sigma: float, grey: bool = False) -> np.ndarray:
@@ -78,15 +77,15 @@ def require_bm3d() -> None:
 
 def load_images(folder: Path, limit: int | None) -> list[tuple[str, np.ndarray]]:
     """Clean RGB float64 images in [0, 1], sorted by name."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise SystemExit(f"no images in {folder}")
     images = []
     for path in files[:limit]:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SystemExit(f"cannot read {path}")
-        images.append((path.name, bgr[..., ::-1].astype(np.float64) / 255.0))
+        try:
+            images.append((path.name, read_image(path, np.float64).rgb))
+        except ImageReadError as err:
+            raise SystemExit(f"cannot read {path}: {err}") from err
     return images
 
 
@@ -135,7 +134,7 @@ def table(results: dict, methods: list[str], labels: dict[str, str] = LABELS) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m spatial_restore.bench quality", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of clean images (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=shared_dir() / "data" / "photos" / "val", help="folder of clean images (default: %(default)s)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50], help="default: %(default)s")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated subset of {','.join(METHODS)} (default: %(default)s)")
@@ -155,7 +154,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {','.join(METHODS)}")
     if "cbm3d" in methods:
         require_bm3d()
-    keep_freed_memory()  # our model's CPU passes about 2x faster (inference/heap.py)
     images = load_images(args.data, args.limit)
     restorers, model_info = {}, None
     ours = [m for m in methods if m in OUR_METHODS]

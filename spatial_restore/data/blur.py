@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
+from ..noise import add_gaussian_noise
+
 KERNEL_TYPES = ("trajectory", "linear", "defocus")
 
 
@@ -149,7 +151,7 @@ def centre_target(img: np.ndarray, kernel_size: int) -> np.ndarray:
 
 def camera_output(blurred: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Blurred light as a camera file holds it: plus N(0, sigma/255), clipped and rounded to 8 bits."""
-    noisy = blurred + rng.standard_normal(blurred.shape).astype(np.float32) * np.float32(sigma / 255.0)
+    noisy = add_gaussian_noise(blurred, sigma, rng)
     return (np.round(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 

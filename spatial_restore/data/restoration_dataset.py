@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..image_io import IMAGE_SUFFIXES, ImageReadError
+from ..image_io import read_image as read_picture
+from ..noise import add_gaussian_noise
 from .image_sets import centre_crop, dataset_images
 from .synthetic import synthetic_image
 
 LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def grey_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -43,15 +45,17 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:
-    """HWC float32 in [0, 1]: RGB for channels=3, grey (H, W, 1) for channels=1."""
+    """HWC float32 in [0, 1], decoded as inference decodes it (``spatial_restore.image_io``: bit depth,
+    EXIF, alpha dropped): RGB for channels=3, grey (H, W, 1) for channels=1 (a colour file's BT.601 luma)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imread(str(path), flag)
-    if img is None:
-        raise OSError(f"cannot read image {path}")
-    img = img[..., None] if channels == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img.astype(np.float32) / 255.0
+    try:
+        picture = read_picture(path)
+    except ImageReadError as err:
+        raise OSError(f"cannot read image {path}: {err}") from err
+    if channels == 3:
+        return picture.rgb
+    return picture.rgb[..., :1] if picture.gray else picture.rgb @ LUMA_RGB[:, None]
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -155,13 +159,12 @@ class GaussianNoiseDataset(Dataset):
         else:
             gt = centre_crop(gt, self.opt.get("centre_crop"))
             rng = np.random.default_rng(validation_seed(path.name, int(self.opt.get("seed", 0))))
-        noise_shape = gt.shape
+        shared_noise = False
         if self.grey_prob and rng.random() < self.grey_prob:
             gt = grey_rgb(gt)
-            if self.grey_noise_prob and rng.random() < self.grey_noise_prob:
-                noise_shape = (*gt.shape[:2], 1)  # one field, broadcast over the three channels
+            shared_noise = bool(self.grey_noise_prob and rng.random() < self.grey_noise_prob)
         sigma = rng.uniform(*self.sigma_range) if self.sigma_range[0] < self.sigma_range[1] else self.sigma_range[0]
-        lq = gt + rng.standard_normal(noise_shape, dtype=np.float32) * np.float32(sigma / 255.0)
+        lq = add_gaussian_noise(gt, sigma, rng, shared_channels=shared_noise)
         if self.opt.get("clip", False):
             lq = np.clip(lq, 0.0, 1.0)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "lq_path": str(path), "gt_path": str(path)}

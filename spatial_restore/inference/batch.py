@@ -1,6 +1,9 @@
 """Restore a batch of files: find inputs, plan safe outputs, process each, score against ground truth.
 
-Every failure is caught per image and recorded as a one-line message, so one bad file never stops the
+``process`` runs one image through stages that each own one thing: ``load_input`` (the file and the
+noise added to it), the restorer (the network), ``save_output`` (the written file and what it holds),
+``find_reference`` and ``score`` (ground truth and metrics), ``write_compare`` (the panels). Every
+failure is caught per image and recorded as a one-line message, so one bad file never stops the
 batch; results are plain dicts ready for the table and the JSON report.
 """
 
@@ -15,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .image_io import IMAGE_SUFFIXES, ImageReadError, Picture, encode_like, read_image, to_display_u8, write_png
+from ..image_io import (IMAGE_SUFFIXES, ImageReadError, Picture, decode_like, encode_like, read_image, to_display_u8,
+                        write_png)
+from ..noise import add_gaussian_noise
 
 METRICS = ("psnr", "ssim", "lpips")
 Log = Callable[[str], None]
@@ -115,23 +120,6 @@ def find_gt(gt: Path, job: Job, single: bool) -> Path | None:
     return matches[0] if matches else None
 
 
-def add_noise(rgb: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    """Literature convention: float image + N(0, sigma/255), one fresh generator per image, no clipping."""
-    rng = np.random.default_rng(seed)
-    return (rgb + rng.normal(0.0, sigma / 255.0, rgb.shape)).astype(np.float32)
-
-
-def lpips_unavailable() -> str | None:
-    """Why LPIPS cannot be computed here (its backbone weights are not on disk), or None if it can."""
-    from ..metrics import LPIPSWeightsMissing, lpips_distance
-
-    try:
-        lpips_distance(np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 3), np.float32), data_range=1.0)
-    except LPIPSWeightsMissing as err:
-        return str(err)
-    return None
-
-
 def score(output: np.ndarray, reference: np.ndarray, with_lpips: bool) -> dict[str, float | None]:
     """PSNR/SSIM (and LPIPS if asked) of float images in [0, 1]."""
     from ..metrics import lpips_distance, psnr, ssim
@@ -154,6 +142,25 @@ def _load_gt(path: Path, picture: Picture) -> np.ndarray:
     return picture.visible(gt.rgb)
 
 
+def load_input(job: Job, options: Options) -> tuple[Picture, np.ndarray]:
+    """The job's picture and what the network gets: its colour, with --add-noise's noise if asked."""
+    picture = read_image(job.path)
+    if min(picture.shape) < options.stride:
+        picture.notes.append(f"{picture.shape[1]}x{picture.shape[0]} is smaller than the network stride; "
+                             "edge-padded for the network and cropped back")
+    if options.add_noise:
+        return picture, add_gaussian_noise(picture.rgb, options.add_noise, options.seed)
+    return picture, picture.rgb
+
+
+def save_output(job: Job, picture: Picture, restored: np.ndarray) -> np.ndarray:
+    """Write the restored image in the input's form; returns what was written, as float (what metrics see)."""
+    encoded = encode_like(picture, restored)
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    write_png(job.output, encoded)
+    return decode_like(picture, encoded)
+
+
 def process(job: Job, restore: Callable[[np.ndarray], np.ndarray], options: Options, single: bool,
             log: Log) -> dict[str, Any]:
     """Restore one job and write its outputs; returns its result record (never raises for the image's faults)."""
@@ -162,16 +169,8 @@ def process(job: Job, restore: Callable[[np.ndarray], np.ndarray], options: Opti
         return record
     start = time.perf_counter()
     try:
-        picture = read_image(job.path)
-        if min(picture.shape) < options.stride:
-            picture.notes.append(f"{picture.shape[1]}x{picture.shape[0]} is smaller than the network stride; "
-                                 "edge-padded for the network and cropped back")
-        clean = picture.rgb
-        network_input = add_noise(clean, options.add_noise, options.seed) if options.add_noise else clean
-        restored = restore(network_input)
-        encoded = encode_like(picture, restored)
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        write_png(job.output, encoded)
+        picture, network_input = load_input(job, options)
+        output = save_output(job, picture, restore(network_input))
     except ImageReadError as err:
         record["message"] = str(err)
         return record
@@ -182,26 +181,21 @@ def process(job: Job, restore: Callable[[np.ndarray], np.ndarray], options: Opti
                   width=picture.shape[1], height=picture.shape[0], bit_depth=picture.bit_depth)
     for note in picture.notes:
         log(f"note: {job.source}: {note}")
-    # What was written, read back as float, is what metrics and pictures show.
-    written = encoded[..., :3] if encoded.ndim == 3 else encoded
-    output = written.astype(np.float32) / np.float32(np.iinfo(written.dtype).max)
-    output = output.mean(axis=2) if picture.gray and output.ndim == 3 else output
-    reference = _reference(job, picture, clean, options, single, log)
+    reference = find_reference(job, picture, options, single, log)
     if reference is not None:
         scored_output = score(output, reference, options.lpips)
         scored_input = score(picture.visible(network_input), reference, False)
         record.update(scored_output, psnr_input=scored_input["psnr"], ssim_input=scored_input["ssim"])
     if job.compare is not None:
         panels = [picture.visible(np.clip(network_input, 0, 1)), output] + ([reference] if reference is not None else [])
-        _write_compare(job.compare, panels)
+        write_compare(job.compare, panels)
     return record
 
 
-def _reference(job: Job, picture: Picture, clean: np.ndarray, options: Options, single: bool,
-               log: Log) -> np.ndarray | None:
+def find_reference(job: Job, picture: Picture, options: Options, single: bool, log: Log) -> np.ndarray | None:
     """Ground truth from --gt, or the clean input when noise was added; None (with a note) when unusable."""
     if options.gt is None:
-        return picture.visible(clean) if options.add_noise else None
+        return picture.visible() if options.add_noise else None
     gt_path = find_gt(options.gt, job, single)
     if gt_path is None:
         log(f"note: {job.source}: no ground truth for it in {options.gt}; no metrics")
@@ -213,7 +207,7 @@ def _reference(job: Job, picture: Picture, clean: np.ndarray, options: Options, 
         return None
 
 
-def _write_compare(path: Path, panels: list[np.ndarray]) -> None:
+def write_compare(path: Path, panels: list[np.ndarray]) -> None:
     """Panels side by side with 8-pixel white gaps, as 8-bit RGB."""
     images = [to_display_u8(p) for p in panels]
     gap = np.full((images[0].shape[0], 8, 3), 255, np.uint8)

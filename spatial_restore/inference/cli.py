@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .batch import Options, expand_inputs, format_table, lpips_unavailable, mean_metrics, plan_outputs, process
-from .heap import keep_freed_memory
-from .restorer import AUTO_TILE, ENSEMBLE_VIEWS, PRECISIONS, Restorer, pick_device
+from ..image_io import write_atomically
+from ..metrics import lpips_unavailable
+from .batch import Job, Options, expand_inputs, format_table, mean_metrics, plan_outputs, process
+from .restorer import AUTO_TILE, CPU_TILE_MAX, ENSEMBLE_VIEWS, PRECISIONS, Restorer, pick_device
 
 
 def ensemble_views(text: str) -> int:
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="inference.py",
         description="Restore images with a SpatialMambaUNet model (default: the shipped blind colour denoiser). "
                     "Each input is written to OUTDIR/<name>.png with its bit depth, grey/colour and alpha kept.",
+        epilog="An input whose name starts with '-' goes after '--' (inference.py -o out/ -- -x.png) or as "
+               "./-x.png. An animated GIF: its first frame is restored (a note says so).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
@@ -44,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", help="task to run when the model card offers several")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="default: %(default)s")
-    parser.add_argument("--tile", type=int, default=AUTO_TILE, metavar="N",
+    parser.add_argument("--tile", type=int, metavar="N",
                         help="process images larger than N pixels on a side in tiles of at most NxN (as few "
-                             "as N allows, each as small as covers the image); 0 disables (default: %(default)s)")
+                             "as N allows, each as small as covers the image); 0 disables (default: "
+                             f"{AUTO_TILE} on a GPU; on the CPU images up to 512x512 whole, larger ones in tiles "
+                             f"of {CPU_TILE_MAX}, less where little memory is free)")
     parser.add_argument("--tile-overlap", type=int, default=64, metavar="N",
                         help="overlap between tiles, blended with linear ramps (default: %(default)s)")
     parser.add_argument("--gt", type=Path, metavar="PATH",
@@ -70,22 +76,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_results_file(path: Path, jobs: list[Job], gt: Path | None) -> None:
+    """Before any work: the --json file must not be an input, ground truth or an output, and its folder must take it.
+
+    Raises ValueError (one line) otherwise; creates the folder, as outputs' folders are created.
+    """
+    target = path.resolve()
+    if gt is not None and gt.is_file() and gt.resolve() == target:
+        raise ValueError(f"--json {path} is the ground truth: name a separate results file")
+    for job in jobs:
+        if job.path is not None and job.path.resolve() == target:
+            raise ValueError(f"--json {path} is an input image: name a separate results file")
+        if target in (job.output, job.compare):
+            raise ValueError(f"--json {path} is where {job.source}'s restored image goes: name a separate results file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--json {path}: cannot create its folder ({err.strerror or err})") from err
+    if not os.access(target.parent, os.W_OK):
+        raise ValueError(f"--json {path}: its folder {target.parent} is not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.tile < 0 or args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
+    if (args.tile or 0) < 0 or args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
         parser.error("need --tile >= 0 and 0 <= --tile-overlap < --tile")
     if args.add_noise is not None and args.add_noise < 0:
         parser.error("--add-noise must be >= 0")
     if args.gt is not None and not args.gt.exists():
         parser.error(f"--gt {args.gt}: no such file or folder")
+    if args.json is not None and args.json.is_dir():
+        parser.error(f"--json {args.json} is a folder: name the results file, e.g. {args.json / 'results.json'}")
     if args.json is not None and args.json.exists() and not args.overwrite:
         parser.error(f"--json {args.json} exists (pass --overwrite to replace it)")
 
     def log(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
-    keep_freed_memory()  # about 2x faster on the CPU; see heap.py
     import cv2
 
     from ..weights import load_model
@@ -94,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = expand_inputs(args.inputs, log)
     try:
         device = pick_device(args.device)
+        if args.precision == "fp16" and device.type == "cpu":
+            raise ValueError("--precision fp16 on the CPU: PyTorch emulates half-precision arithmetic there, many "
+                             "times slower than fp32 (use fp32, or bf16 on CPUs with bf16 instructions)")
         if args.compile and device.type != "cuda":
             raise ValueError("--compile is for CUDA devices: on the CPU, compiling the reference scan takes "
                              "longer than it saves (over 7 minutes for a 512x512 image)")
@@ -101,10 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         options = Options(gt=args.gt, add_noise=args.add_noise, seed=args.seed, compare=args.compare,
                           overwrite=args.overwrite, stride=card.stride)
         plan_outputs(jobs, args.output, options)
+        if args.json is not None:
+            check_results_file(args.json, jobs, args.gt)
     except Exception as err:  # any setup failure (model, device, output folder) ends here, in one line
         print(f"error: {err}", file=sys.stderr)
         return 2
-    restorer = Restorer(model, device, args.precision, args.tile or None, args.tile_overlap, args.self_ensemble,
+    tile = "auto" if args.tile is None else args.tile or None
+    restorer = Restorer(model, device, args.precision, tile, args.tile_overlap, args.self_ensemble,
                         card.stride, card.in_channels, compile=args.compile, keep_grey=args.keep_grey)
     if args.gt is not None or args.add_noise:
         reason = lpips_unavailable()
@@ -128,6 +162,5 @@ def main(argv: list[str] | None = None) -> int:
         report = {"model": card.summary(), "settings": {k: str(v) if isinstance(v, Path) else v
                                                         for k, v in vars(args).items()},
                   "device": str(device), "images": records, "mean": means, "failed": failed}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_atomically(args.json, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
     return 1 if failed else 0

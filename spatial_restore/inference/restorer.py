@@ -16,10 +16,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .tiling import tiled_forward
+from ..tiling import tiled_forward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-AUTO_TILE = 1024  # default tile size; images no larger than this in both sides run whole
+AUTO_TILE = 1024  # default tile size on a GPU; images no larger than this in both sides run whole
+CPU_WHOLE_PIXELS = 512 * 512  # on the CPU, images up to this area run whole (as the val photos)
+CPU_TILE_MAX = 320  # the CPU's tile for larger images where memory allows: 4K then peaks under 3 GB
+CPU_TILE_MIN = 256
+# The shipped network's CPU working memory per pixel of a tile, fp32, with the heap setting of
+# spatial_restore.cpu_memory (which keeps freed blocks): measured 11-12 KiB (docs/benchmarks.md).
+CPU_BYTES_PER_PIXEL = 12 * 1024
 GREY_BLOCK = 8  # block size of the white-noise test in holds_one_picture
 GREY_BAND = 512  # rows per band of holds_one_picture (a multiple of GREY_BLOCK)
 GREY_MAX_RATIO = 1.5  # block-mean variance over that of white noise; white noise gives 1 +- 0.03 at 512x512
@@ -31,7 +37,7 @@ def holds_one_picture(rgb: np.ndarray, device: torch.device = torch.device("cpu"
     have 1/64 of its variance. Any colour structure (a tint included) raises the block-mean variance or
     the mean. Undecidable inputs (fewer than 16 blocks) count as colour, unless their channels are equal.
     Block statistics are taken on ``device`` in bands of rows (memory bounded like the tiles): in numpy
-    on the CPU the test took 0.12-0.2 s of a 4K frame's 1 s GPU budget.
+    on the CPU the test took a large share of a 4K frame's GPU time budget (docs/benchmarks.md).
     """
     h, w = (n // GREY_BLOCK * GREY_BLOCK for n in rgb.shape[:2])
     if h * w < 16 * GREY_BLOCK**2:
@@ -54,6 +60,34 @@ def holds_one_picture(rgb: np.ndarray, device: torch.device = torch.device("cpu"
         if float(block.var(unbiased=False)) > GREY_MAX_RATIO * white or abs(mean) > 4 * np.sqrt(variance / (h * w)):
             return False  # colour structure, or a mean beyond 4 standard errors: a tint
     return True
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give this process now (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def default_tile(device: torch.device, pixels: int, available: int | None = None) -> int | None:
+    """The tile size ``Restorer(tile="auto")`` uses for an image of ``pixels``: AUTO_TILE on a GPU (bounded
+    by the GPU's memory). On the CPU, None (whole) up to CPU_WHOLE_PIXELS, else the largest multiple of 64
+    up to CPU_TILE_MAX whose working memory takes at most a quarter of the memory available
+    (``available_memory()`` unless given), never below CPU_TILE_MIN: the process's memory is the system's."""
+    if device.type != "cpu":
+        return AUTO_TILE
+    if pixels <= CPU_WHOLE_PIXELS:
+        return None
+    available = available_memory() if available is None else available
+    if available is None:
+        return CPU_TILE_MAX
+    side = int((available / 4 / CPU_BYTES_PER_PIXEL) ** 0.5) // 64 * 64
+    return max(CPU_TILE_MIN, min(CPU_TILE_MAX, side))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -90,7 +124,7 @@ class Restorer:
     model: nn.Module
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
-    tile: int | None = AUTO_TILE  # None or 0: never tile
+    tile: int | str | None = "auto"  # "auto": default_tile(device, pixels) per image; None or 0: never tile
     tile_overlap: int = 64
     self_ensemble: int = 1  # views averaged: a key of ENSEMBLE_VIEWS (1 = a single pass)
     stride: int = 8  # the network's size multiple; smaller images are edge-padded up to it
@@ -121,6 +155,10 @@ class Restorer:
             return self._net(x)
         return sum(_inverse(self._net(_transform(x, k)), k) for k in views) / len(views)
 
+    def tile_for(self, height: int, width: int) -> int | None:
+        """The tile size used for an image of this size (None or 0: whole)."""
+        return default_tile(self.device, height * width) if self.tile == "auto" else self.tile
+
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         height, width = rgb.shape[:2]
@@ -128,8 +166,9 @@ class Restorer:
         pad_h, pad_w = max(0, self.stride - height), max(0, self.stride - width)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        if self.tile and max(x.shape[2:]) > self.tile:
-            y = tiled_forward(self._forward, x, self.tile, self.tile_overlap, self.device, self.stride)
+        tile = self.tile_for(height, width)
+        if tile and max(x.shape[2:]) > tile:
+            y = tiled_forward(self._forward, x, tile, self.tile_overlap, self.device, self.stride)
         else:
             y = self._forward(x.to(self.device)).cpu()
         y = y[0, :, :height, :width].permute(1, 2, 0).numpy()

@@ -6,10 +6,11 @@
 
 from .._basicsr import register
 from .fidelity import data_range_of, psnr, ssim
-from .lpips_metric import BACKBONE_FILE, LPIPSWeightsMissing, build_lpips, lpips_distance
+from .lpips_metric import (BACKBONE_FILE, LPIPSUnavailable, LPIPSWeightsMissing, build_lpips, lpips_distance,
+                           lpips_unavailable)
 
-__all__ = ["BACKBONE_FILE", "LPIPSWeightsMissing", "build_lpips", "calculate_lpips", "data_range_of",
-           "lpips_distance", "psnr", "ssim"]
+__all__ = ["BACKBONE_FILE", "LPIPSUnavailable", "LPIPSWeightsMissing", "build_lpips", "calculate_lpips",
+           "data_range_of", "lpips_distance", "lpips_unavailable", "psnr", "ssim"]
 
 
 def calculate_lpips(img, img2, crop_border: int = 0, random_backbone: bool = False, **_):

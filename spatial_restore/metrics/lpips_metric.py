@@ -19,7 +19,11 @@ BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
 BACKBONE_ENV = "SPATIAL_RESTORE_LPIPS_BACKBONE"
 
 
-class LPIPSWeightsMissing(FileNotFoundError):
+class LPIPSUnavailable(RuntimeError):
+    """LPIPS cannot be computed here: its package, or a usable backbone file, is missing."""
+
+
+class LPIPSWeightsMissing(LPIPSUnavailable, FileNotFoundError):
     """The AlexNet backbone weights for LPIPS are not on disk."""
 
 
@@ -30,7 +34,10 @@ def backbone_path() -> Path:
 
 def build_lpips(random_backbone: bool = False) -> torch.nn.Module:
     """LPIPS(alex) in eval mode; ``random_backbone`` keeps the backbone untrained (for tests only)."""
-    import lpips
+    try:
+        import lpips
+    except ImportError as err:
+        raise LPIPSUnavailable(f"LPIPS needs the lpips package ({err})") from err
 
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` flag
         warnings.simplefilter("ignore", UserWarning)
@@ -42,12 +49,26 @@ def build_lpips(random_backbone: bool = False) -> torch.nn.Module:
                 f"LPIPS needs the AlexNet backbone weights '{BACKBONE_FILE}' in '{path.parent}' "
                 f"(torchvision's cache; or set {BACKBONE_ENV}=/path/to/{BACKBONE_FILE}). Nothing is downloaded."
             )
-        features = torch.load(path, map_location="cpu", weights_only=True)
-        for slice_ in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
-            for name, module in slice_.named_children():
-                for pname, param in module.named_parameters(recurse=False):
-                    param.data.copy_(features[f"features.{name}.{pname}"])
+        try:
+            features = torch.load(path, map_location="cpu", weights_only=True)
+            for slice_ in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
+                for name, module in slice_.named_children():
+                    for pname, param in module.named_parameters(recurse=False):
+                        param.data.copy_(features[f"features.{name}.{pname}"])
+        except Exception as err:  # not a pickle, a foreign pickle, missing or mis-shaped entries
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LPIPSUnavailable(f"LPIPS backbone {path} is unusable: {reason[:200]} (expected torchvision's "
+                                   f"{BACKBONE_FILE})") from err
     return model.eval()
+
+
+def lpips_unavailable() -> str | None:
+    """Why LPIPS cannot be computed here (one line), or None if it can: asked once, before any work."""
+    try:
+        _cached(False, "cpu")
+    except LPIPSUnavailable as err:
+        return str(err)
+    return None
 
 
 @functools.lru_cache(maxsize=2)

@@ -21,7 +21,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from .._basicsr import import_basicsr
 from ..checkpoint import load_state_dict_file, save_safetensors
-from ..inference.tiling import tiled_forward
+from ..tiling import tiled_forward
 
 import_basicsr()
 from basicsr.models.sr_model import SRModel  # noqa: E402

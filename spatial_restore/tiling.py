@@ -10,8 +10,10 @@ Tiles are balanced: an axis that needs n tiles of at most ``tile`` pixels gets n
 length that still covers it with the overlap (rounded up to the network's size multiple), so a
 3840x2160 image at tile 1024 runs 12 tiles of 1008x768 rather than 12 of 1024x1024 (26% fewer pixels).
 Balancing stops at MIN_CONTEXT pixels: a shorter tile cuts the global scan's context enough to cost
-measurable quality (on the 512x512 pier photo, shipped model: 0.11 dB at 384-pixel tiles, 0.07 at 448,
-0.03 at 480; docs/benchmarks.md).
+measurable quality (measured per tile size in docs/benchmarks.md).
+
+Shared by inference (``spatial_restore.inference.Restorer``) and tiled validation during training
+(``RestorationModel``, ``val.tile``).
 """
 
 from __future__ import annotations
