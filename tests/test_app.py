@@ -77,14 +77,16 @@ def test_grey_stays_grey(restorer, tmp_path):
 
 def test_progress_counts_tiles(restorer, crop):
     model = restorer.model("default")
+    assert model.restorer.tile == "auto"  # the CLI's default: whole up to 512x512 on the CPU
     assert model.passes(64, 64) == 1
-    assert model.passes(3000, 2000) == 12  # 4 x 3 tiles of at most 1024 with 64 overlap
     calls = []
-    model.restorer.tile, model.restorer.tile_overlap = 48, 16  # 2 x 2 tiles on the 64x64 crop
     try:
+        model.restorer.tile = 1024
+        assert model.passes(3000, 2000) == 12  # 4 x 3 tiles of at most 1024 with 64 overlap
+        model.restorer.tile, model.restorer.tile_overlap = 48, 16  # 2 x 2 tiles on the 64x64 crop
         restorer.restore(crop, "default", 0, lambda done, total: calls.append((done, total)))
     finally:
-        model.restorer.tile, model.restorer.tile_overlap = 1024, 64
+        model.restorer.tile, model.restorer.tile_overlap = "auto", 64
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 

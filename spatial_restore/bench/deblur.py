@@ -169,11 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     pairs = load_pairs(args.options, args.dataset, args.root, args.limit)
     ours, model_info = None, None
     if "ours" in methods:
-        from ..inference.heap import keep_freed_memory
         from ..inference.restorer import Restorer, pick_device
         from ..weights import ModelNotFound, load_model
 
-        keep_freed_memory()  # our model's CPU passes about 2x faster (inference/heap.py)
         try:
             model, card = load_model(args.model)
         except ModelNotFound as err:
