@@ -148,8 +148,9 @@ def parameters(fn: Callable, skip: int = 0) -> set[str] | None:
 
 @lru_cache(maxsize=None)
 def dataset_keys(cls: type) -> frozenset[str]:
-    """Option keys a dataset class (and its bases) reads: ``opt["k"]``, ``opt.get("k")``, ``self.opt[...]``."""
-    keys: set[str] = set()
+    """Option keys a dataset class (and its bases) reads: ``opt["k"]``, ``opt.get("k")``, ``self.opt[...]``
+    in its source, plus its ``OPTIONS`` (the keys it reads through helpers, such as ``image_sets``'s)."""
+    keys: set[str] = set(getattr(cls, "OPTIONS", ()))
     for klass in cls.__mro__:
         if klass.__module__.startswith(("torch", "builtins")):
             continue

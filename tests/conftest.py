@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from spatial_restore.archs import SpatialMambaUNet
-from spatial_restore.checkpoint import save_safetensors
-
 from spatial_restore.paths import SHARED_ENV, shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def model(tmp_path_factory) -> str:
     """A tiny SpatialMambaUNet with its card, as a user's own model would be."""
+    # imported here, not at the top: the network's modules import timm, which imports Triton, and
+    # Triton must first see pytest_configure's TRITON_INTERPRET
+    from spatial_restore.archs import SpatialMambaUNet
+    from spatial_restore.checkpoint import save_safetensors
+
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     save_safetensors(SpatialMambaUNet.from_preset("tiny"), folder / "tiny.safetensors")

@@ -18,7 +18,7 @@ from .restoration_dataset import list_images, random_crop_augment, read_image, s
 
 
 class SyntheticBlurDataset(Dataset):
-    """Blurred/sharp pairs made from clean photos; the keys it reads are ``OPTIONS``.
+    """Blurred/sharp pairs made from clean photos.
 
     kernel_size [lo, hi] (odd sizes for shake and linear motion, default [5, 31]), defocus_size [lo, hi]
     (discs, default [5, 11]), kernel_probs {trajectory, linear, defocus} (training, default 0.6/0.25/0.15),
@@ -28,9 +28,7 @@ class SyntheticBlurDataset(Dataset):
     holdout_keep, centre_crop). Colour only.
     """
 
-    # the dataset keys it reads (basicsr's loader keys aside), for option validation
-    OPTIONS = ("name", "type", "phase", *image_sets.OPTIONS, "gt_size", "use_hflip", "use_rot", "cache",
-               "kernel_size", "defocus_size", "kernel_probs", "noise_range", "val_kernels", "kernel_seed")
+    OPTIONS = image_sets.OPTIONS  # keys read through image_sets' helpers (option validation reads the rest)
 
     def __init__(self, opt: dict):
         super().__init__()

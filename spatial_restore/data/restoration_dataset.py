@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from ..image_io import IMAGE_SUFFIXES, ImageReadError
 from ..image_io import read_image as read_picture
 from ..noise import add_gaussian_noise
+from . import image_sets
 from .image_sets import centre_crop, dataset_images
 from .synthetic import synthetic_image
 
@@ -110,6 +111,8 @@ class GaussianNoiseDataset(Dataset):
     seed, default 0). Validation always uses the fixed ``sigma``. folders, holdout, holdout_keep,
     centre_crop (validation): which images and which part of them, see ``image_sets.py``.
     """
+
+    OPTIONS = image_sets.OPTIONS  # keys read through image_sets' helpers (option validation reads the rest)
 
     def __init__(self, opt: dict):
         super().__init__()
