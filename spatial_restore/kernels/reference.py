@@ -235,8 +235,9 @@ def sasf_core_inference(
     a = torch.mul(dt, A.to(dtype).view(d), out=buffer.view(-1)[: dt.numel()].view_as(dt)).exp_()
     h = dt.view_as(order).mul_(scan_view(B.to(dtype).transpose(1, 2))).mul_(order).flatten(1, 2)
     _linear_scan_(a, h, reverse=scan.endswith("_reverse"))
-    h = h.view(b, width, height, d).transpose(1, 2) if scan.startswith("col") else h.view(b, height, width, d)
-    h = h.permute(0, 3, 1, 2)  # (b, d, H, W) view of (b, H, W, d)-ordered (or transposed) memory
+    if scan.startswith("col"):  # back to image order: the padding below is several times slower on a transposed view
+        h = h.view(b, width, height, d).transpose(1, 2).contiguous()
+    h = h.view(b, height, width, d).permute(0, 3, 1, 2)  # (b, d, H, W) view of (b, H, W, d) memory
     padded = torch.ops.aten.replication_pad2d.out(h, (pad,) * 4, out=buffer.permute(0, 3, 1, 2))
     # A smaller dilation's output has (pad - dilation) pixels too many each side, cropped off; the
     # largest dilation goes first, so the sum accumulates into its uncropped, contiguous output.
