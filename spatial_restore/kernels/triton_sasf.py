@@ -14,6 +14,7 @@ deterministic and free of contention).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -484,8 +485,14 @@ class _Geometry:
 
 def _geometry(u: torch.Tensor, height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> _Geometry:
     b, d = (u.shape[0], u.shape[2]) if channels_last else u.shape[:2]
+    return _cached_geometry(b, d, height, width, scan, channels_last, tuple(config), u.device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_geometry(b, d, height, width, scan, channels_last, config, device) -> _Geometry:
+    """Forward and backward of every layer ask for the same few shapes: plan them once (host time)."""
     cfg = TritonConfig(*config[:2], config[2] or None, *config[3:])
-    return _Geometry(b, d, height, width, scan, channels_last, _Plan.make(b, d, height * width, u.device, cfg))
+    return _Geometry(b, d, height, width, scan, channels_last, _Plan.make(b, d, height * width, device, cfg))
 
 
 def _scan_states(u, delta, B, A, dt_bias, g: _Geometry) -> torch.Tensor:
