@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from spatial_restore.data.restoration_dataset import grey_rgb
 from spatial_restore.image_io import read_image
@@ -45,3 +46,14 @@ def test_grey_file_noise_shared_by_the_channels(restorer, crop):
     out = restorer(noisy)
     np.testing.assert_array_equal(out[..., 0], out[..., 2])  # and it comes out grey
     assert psnr(out, grey, data_range=1.0) - psnr(noisy, grey, data_range=1.0) > MIN_GAIN_DB
+
+
+def test_half_precision_file_loads_into_fp32_parameters(restorer):
+    """The shipped file stores fp16 (half the bytes to carry and ship); the network computes in fp32."""
+    from safetensors import safe_open
+
+    from spatial_restore.weights import SHIPPED, WEIGHTS_DIR
+
+    with safe_open(str(WEIGHTS_DIR / f"{SHIPPED['default']}.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    assert {p.dtype for p in restorer.model.parameters()} == {torch.float32}
