@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Session driver on the lent GPU (copy it into the git-ignored .carry folder, which travels): several gpu_train.sh runs side by side on one
-# GPU as setsid daemons (they outlive a call while the machine stays warm), watched and collected by later calls.
+# Several gpu_train.sh runs side by side on one lent GPU, as setsid daemons, watched, stopped and collected.
+# The machine goes back 30 s after a call, taking the daemons with it: use one call per chunk
+# (start ... ; watch S; stop ...; collect ...), with the photos in .carry and the wheel in .whl.
 #   start TAG OPT [overrides...] | watch SECONDS | stop TAG... | collect TAG... | logs TAG... | status
 set -uo pipefail
 runs=/tmp/runs; mkdir -p $runs
@@ -39,7 +40,7 @@ case $cmd in
   collect)
     for t in "$@"; do e=experiments/$(exp_of $t)
       l=$(log_of $t); [ -n "$l" ] && cp $l $OUT/$t.log
-      grep -E "Validation|# psnr" $l | paste - - | awk '{print}' | tail -30
+      grep "# psnr" $l | tail -30
       m=$(ls -t $e/models/net_g_*.safetensors 2>/dev/null | head -1)
       [ -n "$m" ] && { echo "$t weights: $m"; split -b 15M -d "$m" "$OUT/$t.$(basename $m)."; }
     done;;
