@@ -1,10 +1,12 @@
 """Time tiled restoration of a 3840x2160 photo on the GPU (model loaded, warm), with peak memory.
 
-    python scripts/gpu_bench_inference.py MODEL [--precision bf16] [--tile 1024] [--repeats 5] [--compile]
-        [--profile N] [--check IMAGE...] [--scans ENTRY...]
+    python scripts/gpu_bench_inference.py MODEL [--precision bf16] [--tile 1024] [--repeats 5]
+        [--compile | --cuda-graph] [--profile N] [--check IMAGE...] [--scans ENTRY...]
 
 --check restores each IMAGE (plus sigma-25 noise, seed 0) with this setting and in fp32, printing both PSNRs;
---compile wraps the network in torch.compile (compiled once per tile shape, before timing); --profile N
+--compile wraps the network in torch.compile (compiled once per tile shape, before timing); --cuda-graph
+replays it as CUDA graphs (inference.py --cuda-graph: captured once per tile shape, before timing; peak
+memory is then also given as reserved, since the graphs' private pool counts as free between replays); --profile N
 prints the N CUDA kernels that take the most time in one 1024x1024 forward, to show where time goes;
 --scans times MODEL's architecture with other SASF scan directions (random weights: speed only, no --check).
 """
@@ -31,20 +33,23 @@ def main() -> None:
     p.add_argument("--tile", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="torch.compile the network first")
+    p.add_argument("--cuda-graph", action="store_true", help="replay the network as CUDA graphs (not with --compile)")
     p.add_argument("--check", nargs="*", default=[], metavar="IMAGE", help="PSNR of this setting vs fp32")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the top-N CUDA kernels of one 1024^2 forward")
     p.add_argument("--scans", nargs="+", metavar="ENTRY", help="other scan directions (SpatialMambaUNet scans)")
     args = p.parse_args()
+    if args.compile and args.cuda_graph:
+        p.error("--compile and --cuda-graph exclude each other")
     net, card = load_model(args.model)
     if args.scans:
         if args.check:
             p.error("--scans builds a network with random weights: --check would measure nothing")
         net = build_model(replace(card, kwargs={**card.kwargs, "scans": args.scans})).eval()
     restorer = Restorer(net, device=torch.device("cuda"), precision=args.precision, tile=args.tile,
-                        compile=args.compile)
+                        compile=args.compile, cuda_graph=args.cuda_graph)
     rng = np.random.default_rng(0)
     rgb = np.clip(rng.random((2160, 3840, 3), dtype=np.float32) * 0.2 + 0.4, 0, 1)  # random, never zeros
-    restorer(rgb)  # warm-up: Triton and torch.compile compilation, cuDNN autotune
+    restorer(rgb)  # warm-up: Triton and torch.compile compilation, cuDNN autotune, CUDA graph capture
     torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.repeats):
@@ -53,10 +58,11 @@ def main() -> None:
         restorer(rgb)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak, reserved = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
+    network = "compiled" if args.compile else "cuda graph" if args.cuda_graph else "eager"
     print(f"| {torch.cuda.get_device_name()} | 3840x2160 | {args.precision} | tile {args.tile} | "
-          f"{'compiled' if args.compile else 'eager'} | scans {' '.join(getattr(net, 'scans', ()))} | median {statistics.median(times):.3f} s | "
-          f"min {min(times):.3f} s | peak {peak:.2f} GiB |")
+          f"{network} | scans {' '.join(getattr(net, 'scans', ()))} | median {statistics.median(times):.3f} s | "
+          f"min {min(times):.3f} s | peak {peak:.2f} GiB | reserved {reserved:.2f} GiB |")
     if args.profile:
         profile_forward(restorer, rgb[:1024, :1024], args.profile)
     if args.check:

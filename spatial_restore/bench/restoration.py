@@ -5,7 +5,9 @@ after ``--warmup``; peak memory is torch.cuda.max_memory_allocated over the time
 included). Training: crops of each ``--train-crops`` size, batch ``--batch``, bf16 autocast, L1 loss,
 backward, AdamW step (what RestorationModel does, without EMA and data loading). Sizes that run out of
 memory are reported as OOM. ``--profile`` adds, per preset and size, GPU time per op class
-(torch.profiler) for one bf16 forward and one training step.
+(torch.profiler) for one bf16 forward and one training step. ``--cuda-graph`` times the inference rows
+through ``spatial_restore.inference.cuda_graph.GraphedForward`` (what ``inference.py --cuda-graph`` runs:
+captured in the first warm-up call, then replayed, each output cloned); training rows stay eager.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 
 from .. import kernels
 from ..archs import UNET_PRESETS, SpatialMambaUNet
+from ..inference.cuda_graph import GraphedForward
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -45,8 +48,10 @@ def op_class(kernel_name: str) -> str:
     return "other"
 
 
-def cuda_time(step: Callable[[], None], warmup: int, iters: int) -> tuple[float, float]:
-    """(milliseconds per step by CUDA events, peak GiB) over ``iters`` steps after ``warmup`` untimed ones."""
+def cuda_time(step: Callable[[], None], warmup: int, iters: int) -> tuple[float, float, float]:
+    """(milliseconds per step by CUDA events, peak GiB allocated, peak GiB reserved) over ``iters`` steps
+    after ``warmup`` untimed ones. A CUDA graph's intermediates live in its private pool, which the
+    allocator counts as reserved but free between replays: for graph replays the reserved peak is the bound."""
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()
@@ -57,15 +62,16 @@ def cuda_time(step: Callable[[], None], warmup: int, iters: int) -> tuple[float,
         step()
     end.record()
     torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters, torch.cuda.max_memory_allocated() / 2**30
+    return (start.elapsed_time(end) / iters, torch.cuda.max_memory_allocated() / 2**30,
+            torch.cuda.max_memory_reserved() / 2**30)
 
 
 def measure_or_oom(step: Callable[[], None], warmup: int, iters: int) -> dict:
     try:
-        ms, gib = cuda_time(step, warmup, iters)
-        return {"ms": round(ms, 2), "peak_gib": round(gib, 2)}
+        ms, gib, reserved = cuda_time(step, warmup, iters)
+        return {"ms": round(ms, 2), "peak_gib": round(gib, 2), "peak_reserved_gib": round(reserved, 2)}
     except torch.cuda.OutOfMemoryError:
-        return {"ms": None, "peak_gib": None, "error": "OOM"}
+        return {"ms": None, "peak_gib": None, "peak_reserved_gib": None, "error": "OOM"}
     finally:
         torch.cuda.empty_cache()
 
@@ -94,11 +100,13 @@ def profile_classes(step: Callable[[], None], top: int = 0) -> dict[str, float]:
 
 
 def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: list[int], batch: int,
-                 warmup: int, iters: int, profile: int | None, compile_mode: str | None, overrides: dict) -> dict:
+                 warmup: int, iters: int, profile: int | None, compile_mode: str | None, overrides: dict,
+                 cuda_graph: bool = False) -> dict:
     torch.manual_seed(0)
     model = SpatialMambaUNet.from_preset(name, **overrides).cuda()
     result = {"preset": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-              "overrides": overrides, "compile": compile_mode, "inference": [], "train": [], "profile": []}
+              "overrides": overrides, "compile": compile_mode, "cuda_graph": cuda_graph, "inference": [],
+              "train": [], "profile": []}
     net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compile_mode else model
     model.eval()
     for size in sizes:
@@ -106,12 +114,17 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
         for label in dtypes:
             dtype = DTYPES[label]
 
-            @torch.inference_mode()
-            def infer(x=x, dtype=dtype):
+            def forward(x: torch.Tensor, dtype=dtype) -> torch.Tensor:
                 with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-                    net(x)
+                    return net(x)
 
-            row = {"size": size, "dtype": label, **measure_or_oom(infer, warmup, iters)}
+            run = GraphedForward(forward, max_graphs=1) if cuda_graph else forward
+
+            @torch.inference_mode()
+            def infer(x=x, run=run):
+                run(x)
+
+            row = {"size": size, "dtype": label, "cuda_graph": cuda_graph, **measure_or_oom(infer, warmup, iters)}
             result["inference"].append(row)
             print(f"  {name} infer {size}² {label}: {row}", flush=True)
             if profile is not None and label == "bf16" and row["ms"] is not None:
@@ -141,7 +154,9 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
 def markdown(results: list[dict]) -> str:
     lines = []
     for r in results:
-        cells = [f"{i['size']}² {i['dtype']}: " + ("OOM" if i["ms"] is None else f"{i['ms']:.1f} ms / {i['peak_gib']:.2f} GiB")
+        cells = [f"{i['size']}² {i['dtype']}" + (" graph" if i.get("cuda_graph") else "") + ": "
+                 + ("OOM" if i["ms"] is None else f"{i['ms']:.1f} ms / " + (
+                     f"{i['peak_reserved_gib']:.2f} GiB reserved" if i.get("cuda_graph") else f"{i['peak_gib']:.2f} GiB"))
                  for i in r["inference"]]
         cells += [f"train {t['crop']}²×{t['batch']}: " + ("OOM" if t["ms"] is None else
                   f"{t['it_per_s']:.2f} it/s / {t['peak_gib']:.2f} GiB") for t in r["train"]]
@@ -166,10 +181,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="GPU time per op class (torch.profiler); TOP > 0 also prints the TOP costliest kernels")
     p.add_argument("--compile", nargs="?", const="default", choices=["default", "max-autotune-no-cudagraphs"],
                    help="torch.compile the network first")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="time inference rows as CUDA graph replays (GraphedForward, as inference.py --cuda-graph; "
+                        "captured during warm-up); training rows stay eager")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="SpatialMambaUNet keyword overrides (Python literals), e.g. use_checkpoint=True")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.cuda_graph and args.compile:
+        p.error("--cuda-graph and --compile exclude each other (as in inference.py)")
+    if args.cuda_graph and args.warmup < 1:
+        p.error("--cuda-graph needs --warmup >= 1: the graph is captured in the first warm-up call")
     if not torch.cuda.is_available():
         sys.exit("bench restoration needs a CUDA GPU: it measures GPU latency and memory (CUDA events)")
     import ast
@@ -182,11 +204,12 @@ def main(argv: list[str] | None = None) -> None:
         overrides[key] = ast.literal_eval(value)
     torch.backends.cudnn.benchmark = True
     results = [bench_preset(name, args.sizes, args.dtypes, args.train_crops, args.batch, args.warmup, args.iters,
-                            args.profile, args.compile, overrides) for name in args.presets]
-    header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                            args.profile, args.compile, overrides, args.cuda_graph) for name in args.presets]
+    header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda_graph": args.cuda_graph,
               "sasf_backend": kernels.resolve_backend(None, torch.device("cuda"), torch.bfloat16), "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"# SpatialMambaUNet presets: {header['device']}, torch {header['torch']}, SASF backend "
-          f"{header['sasf_backend']}, {header['when']} (batch 1 inference; ms per image / peak GiB)")
+          f"{header['sasf_backend']}, {header['when']} (batch 1 inference"
+          f"{', CUDA graph replays' if args.cuda_graph else ''}; ms per image / peak GiB)")
     print(markdown(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

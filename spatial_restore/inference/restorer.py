@@ -9,7 +9,7 @@ A grey picture stored as colour comes out grey (``keep_grey``), as a grey file d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..tiling import tiled_forward
+from .cuda_graph import GraphedForward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_TILE = 1024  # default tile size on a GPU; images no larger than this in both sides run whole
@@ -119,7 +120,15 @@ ENSEMBLE_VIEWS = {1: (0,), 2: (0, 2), 4: (0, 1, 2, 3), 8: tuple(range(8))}
 
 @dataclass
 class Restorer:
-    """A network with the settings to run it; call it on an HxWx3 float32 image in [0, 1]."""
+    """A network with the settings to run it; call it on an HxWx3 float32 image in [0, 1].
+
+    ``cuda_graph`` (CUDA only) replays each forward pass, autocast included, as a CUDA graph captured
+    once per tile/image shape (``GraphedForward``): it removes the host's per-kernel launch cost, which
+    pays off where that cost is large against the GPU's work (tiles, small images, long batches). It
+    excludes ``compile``: the compiled counterpart of graphs is ``torch.compile(mode="reduce-overhead")``,
+    whose inductor records its own graphs, while capturing a compiled module by hand would skip the
+    compiler's guards on every replay; one of the two is asked for, not both.
+    """
 
     model: nn.Module
     device: torch.device = torch.device("cpu")
@@ -131,21 +140,35 @@ class Restorer:
     in_channels: int = 3
     compile: bool = False  # torch.compile the network (compiled once per tile/image shape: pays off on batches)
     keep_grey: bool = True  # a grey picture in colour channels (holds_one_picture) gets its output averaged to grey
+    cuda_graph: bool = False  # replay the network as CUDA graphs, one per tile/image shape (CUDA only; not with compile)
+    _graphed: GraphedForward | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if isinstance(self.self_ensemble, bool) or self.self_ensemble not in ENSEMBLE_VIEWS:  # True is not 8
             raise ValueError(f"self_ensemble must be one of {sorted(ENSEMBLE_VIEWS)} views, got {self.self_ensemble!r}")
+        if self.cuda_graph and self.compile:
+            raise ValueError("cuda_graph and compile exclude each other: for both, torch.compile the model with "
+                             "mode='reduce-overhead' yourself and pass it with neither")
+        if self.cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph needs a CUDA device, got {self.device}: CUDA graphs replay recorded GPU "
+                             "kernel launches")
         self.model = self.model.to(self.device).eval()
         if self.compile:
             self.model = torch.compile(self.model, dynamic=False)
+        if self.cuda_graph:
+            self._graphed = GraphedForward(self._run)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
         """One forward pass on a device tensor, in the chosen precision, returned as float32."""
-        dtype = PRECISIONS[self.precision]
         if self.in_channels == 1 and x.shape[1] == 3:
             return torch.cat([self._net(x[:, c:c + 1]) for c in range(3)], dim=1)
+        return self._run(x) if self._graphed is None else self._graphed(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """The network under autocast: what ``cuda_graph`` captures, casts included."""
+        dtype = PRECISIONS[self.precision]
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32):
             return self.model(x).float()
 

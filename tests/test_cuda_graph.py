@@ -1,0 +1,116 @@
+"""CUDA-graph inference (``Restorer(cuda_graph=True)``, ``inference.py --cuda-graph``): refused off CUDA, and
+on a GPU the replayed graphs give the eager network's outputs.
+
+The GPU cases are marked ``gpu``: run them on a CUDA machine with ``pytest -m gpu tests/test_cuda_graph.py``
+(conftest then compiles the Triton kernels instead of interpreting them); elsewhere they are skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from spatial_restore.bench.restoration import main as bench_restoration
+from spatial_restore.inference.cli import main
+from spatial_restore.inference.cuda_graph import GraphedForward
+from spatial_restore.inference.restorer import Restorer
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_restorer_refuses_cuda_graphs_on_the_cpu():
+    with pytest.raises(ValueError, match="cuda_graph needs a CUDA device, got cpu"):
+        Restorer(nn.Identity(), torch.device("cpu"), cuda_graph=True)
+
+
+def test_restorer_refuses_cuda_graphs_with_compile():
+    with pytest.raises(ValueError, match="cuda_graph and compile exclude each other"):
+        Restorer(nn.Identity(), torch.device("cpu"), compile=True, cuda_graph=True)
+
+
+def test_graphed_forward_refuses_cpu_tensors_and_bad_settings():
+    with pytest.raises(ValueError, match="must be a CUDA tensor"):
+        GraphedForward(lambda x: x)(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="max_graphs >= 1"):
+        GraphedForward(lambda x: x, max_graphs=0)
+
+
+def test_cli_cuda_graph_on_the_cpu_is_one_line_before_anything_runs(tmp_path, model, capsys):
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    code = main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", model, "--device", "cpu",
+                 "--cuda-graph"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().count("\n") == 0
+    assert err.startswith("error: --cuda-graph is for CUDA devices")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_compile_with_cuda_graph(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--compile", "--cuda-graph"])
+    assert exit_info.value.code == 2 and "--compile and --cuda-graph exclude each other" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [(["--compile"], "exclude each other"), (["--warmup", "0"], "--warmup >= 1")])
+def test_bench_restoration_checks_cuda_graph_options_first(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_restoration(["--cuda-graph", *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def tiny_unet() -> nn.Module:
+    from spatial_restore.archs import SpatialMambaUNet
+
+    torch.manual_seed(0)
+    return SpatialMambaUNet.from_preset("tiny").cuda().eval()
+
+
+@pytest.mark.parametrize("precision", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("max_graphs", [4, 1], ids=["cached", "evicting"])
+@pytest.mark.gpu
+@needs_cuda
+def test_graphed_forward_equals_the_eager_network(precision, max_graphs):
+    """Replays run the eager network's own kernels: bit-equal outputs, for each new input and each shape."""
+    net = tiny_unet()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=precision or torch.float32, enabled=precision is not None):
+            return net(x).float()
+
+    graphed = GraphedForward(forward, max_graphs=max_graphs)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    first: torch.Tensor | None = None
+    with torch.inference_mode():
+        for shape in [(1, 3, 96, 128), (1, 3, 128, 96), (1, 3, 96, 128)]:  # two tile shapes, then the first again
+            for _ in range(2):  # a new input of the same shape: the replay reads the copied input
+                x = torch.rand(shape, device="cuda", generator=g)
+                got = graphed(x)
+                assert torch.equal(got, forward(x)), shape
+                if first is None:
+                    first, first_value = got, got.clone()
+        assert torch.equal(first, first_value)  # outputs are clones: later replays leave them alone
+    assert len(graphed) == min(2, max_graphs)
+    assert graphed.captures == (2 if max_graphs > 1 else 3)  # one graph kept: the first shape is captured again
+
+
+@pytest.mark.parametrize("views", [1, 4])
+@pytest.mark.gpu
+@needs_cuda
+def test_restorer_with_cuda_graphs_equals_without_tiled(views):
+    """Tiled (tiles of 128x100, the edge tile as large as the others) and whole images, with and without the
+    quarter-turn ensemble (which adds the transposed shapes): the graphed Restorer gives the eager result."""
+    net = tiny_unet()
+    device = torch.device("cuda")
+    eager = Restorer(net, device, tile=128, tile_overlap=32, self_ensemble=views)
+    graphed = Restorer(net, device, tile=128, tile_overlap=32, self_ensemble=views, cuda_graph=True)
+    rng = np.random.default_rng(0)
+    for height, width in [(200, 100), (72, 80)]:  # tiled (2 tiles of 128x100), then whole
+        image = rng.random((height, width, 3), dtype=np.float32)
+        expected = eager(image)
+        np.testing.assert_allclose(graphed(image), expected, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(graphed(image), expected, rtol=0, atol=1e-5)  # replayed, not captured again
+    assert graphed._graphed is not None
+    assert graphed._graphed.captures == len(graphed._graphed) == (2 if views == 1 else 4)
