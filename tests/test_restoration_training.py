@@ -19,7 +19,7 @@ import yaml
 from spatial_restore.archs import UNET_PRESETS, SpatialMambaUNet
 from spatial_restore.checkpoint import load_into, load_state_dict_file
 from spatial_restore.tiling import tiled_forward
-from spatial_restore.models.restoration_model import load_training_state
+from spatial_restore.models.restoration_model import ema_decay_at, load_training_state
 
 TINY = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS["tiny"].items()}
 
@@ -185,3 +185,16 @@ def test_tiled_forward_matches_whole_image_for_a_local_network():
     x = torch.rand(1, 3, 37, 50)
     with torch.no_grad():
         torch.testing.assert_close(tiled_forward(net, x, 16, 5, torch.device("cpu")), net(x))
+
+
+def test_ema_decay_ramps_in_so_a_short_run_is_not_its_initial_weights():
+    decays = [ema_decay_at(t, 0.999) for t in range(20000)]
+    assert decays[0] == pytest.approx(0.1)
+    assert all(a <= b for a, b in zip(decays, decays[1:])) and max(decays) == 0.999
+    assert ema_decay_at(100, 0.9) == 0.9  # the cap wins once the ramp passes it
+    # a parameter that moved from 0 to 1 at the first step: the share of the start left in the average
+    start_share = 1.0
+    for d in decays[:600]:
+        start_share *= d
+    assert start_share < 0.02 < 0.999 ** 600 / 10
+

@@ -1,7 +1,7 @@
 """RestorationModel: basicsr's SRModel with what image restoration training on current hardware needs.
 
 Added over basicsr 1.4.2's SRModel: AdamW, bf16/fp16 autocast on CUDA (fp16 with a GradScaler),
-gradient-norm clipping, tiled validation for large images, DDP on CPU (gloo), weights_only loading,
+gradient-norm clipping, an EMA whose decay ramps in (see ``ema_decay_at``), tiled validation for large images, DDP on CPU (gloo), weights_only loading,
 and crash-safe checkpoints: every file is written to a temporary name and renamed into place, so a
 run killed at any moment leaves only complete files; a ``.safetensors`` copy of the weights used for
 testing (EMA when enabled) is written beside each ``.pth``. Schedules are basicsr's
@@ -45,6 +45,16 @@ def load_training_state(path: str | Path) -> dict:
     """A basicsr training state (.state) loaded with weights_only=True onto the CPU."""
     with torch.serialization.safe_globals(STATE_SAFE_GLOBALS):
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The EMA decay at optimiser step ``step`` (0-based): ``(1 + step) / (10 + step)``, capped at ``decay``.
+
+    basicsr applies ``decay`` from the first step, so the average of a short run or a resumed chunk is
+    mostly its initial weights (0.999 keeps 0.999^600 = 55 % of them after 600 steps) and validation
+    measures the start, not the training. The ramp lets the average follow early training, then settle.
+    """
+    return min(decay, (1 + step) / (10 + step))
 
 
 class RestorationModel(SRModel):
@@ -95,7 +105,7 @@ class RestorationModel(SRModel):
         self.scaler.update()
         self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix.detach()))
         if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+            self.model_ema(decay=ema_decay_at(current_iter - 1, self.ema_decay))
 
     def test(self) -> None:
         """Inference with the EMA weights when present; whole image, or tiles above ``val.tile``."""
