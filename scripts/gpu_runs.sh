@@ -9,7 +9,7 @@ cmd=$1; shift
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 exp_of() { cat $runs/$1/name; }
 log_of() { ls -t experiments/$(exp_of $1)/train_*.log 2>/dev/null | head -1; }
-alive() { [ -f $runs/$1/pid ] && kill -0 $(cat $runs/$1/pid) 2>/dev/null; }
+alive() { [ -f $runs/$1/pid ] && kill -0 $(cat $runs/$1/pid) 2>/dev/null; }  # the driver (gpu_train.sh)
 report() {
   for d in $runs/*/; do t=$(basename $d); l=$(log_of $t)
     printf '%s %s %s\n' "$t" "$(alive $t && echo run || echo DEAD)" \
@@ -35,8 +35,9 @@ case $cmd in
       n=0; for d in $runs/*/; do alive $(basename $d) && n=$((n+1)); done; [ $n = 0 ] && break
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader;;
-  stop)
-    for t in "$@"; do alive $t && kill -TERM -- -$(cat $runs/$t/pid); done; sleep 5; report;;
+  stop)  # timeout(1) leads a process group of its own: signal it (it passes TERM to training), then the driver's
+    for t in "$@"; do alive $t && { pkill -TERM -x timeout -P $(cat $runs/$t/pid); sleep 2; kill -TERM -- -$(cat $runs/$t/pid); }; done
+    sleep 5; report;;
   collect)
     for t in "$@"; do e=experiments/$(exp_of $t)
       l=$(log_of $t); [ -n "$l" ] && cp $l $OUT/$t.log
