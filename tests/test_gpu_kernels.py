@@ -94,3 +94,81 @@ def test_layer_norm_kernel_matches_reference(n, gated):
     for t, r in zip(leaves, refs):
         if t is not None:
             assert rel_err(t.grad, r.grad) < 2e-2
+
+
+# (B, H, W, C out): odd/tiny, ragged tiles in every direction, and the U-Net's level-1 shapes at 1024²
+# and in training (batch 8 at 256²)
+DWCONV_SHAPES = [(2, 17, 19, 40), (1, 300, 301, 64), (1, 1024, 1024, 128), (8, 256, 256, 96)]
+
+
+@pytest.mark.parametrize("epilogue", ["residual", "gate"])
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16), ids=lambda t: str(t).removeprefix("torch."))
+@pytest.mark.parametrize("shape", DWCONV_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_dwconv_kernel_matches_reference(shape, dtype, epilogue):
+    from spatial_restore.kernels.triton_dwconv import dwconv_ref, dwconv_triton
+
+    b, h, w, c = shape
+    n = c if epilogue == "residual" else 2 * c
+    g = torch.Generator(device="cuda").manual_seed(n)
+    x = torch.randn(b, h, w, n, device="cuda", generator=g).to(dtype)
+    weight = torch.randn(n, 1, 3, 3, device="cuda", generator=g) / 3
+    bias = torch.randn(n, device="cuda", generator=g)
+    poison_allocator(4 * x.numel() * 8)
+    leaves = [t.detach().requires_grad_() for t in (x, weight, bias)]
+    refs = [t.detach().double().requires_grad_() for t in leaves]
+    y = dwconv_triton(*leaves, epilogue)
+    y_ref = dwconv_ref(*refs, epilogue)
+    dy = torch.randn(y_ref.shape, device="cuda", generator=g, dtype=torch.float64)
+    y.backward(dy.to(dtype))
+    y_ref.backward(dy.to(dtype).double())
+    # fp32: 1e-5 (output), 1e-4 (gradients: dweight sums over every position); bf16: the output and dx
+    # are rounded once (2^-8), dweight/dbias are fp32 sums of the rounded gate gradients
+    tol_y, tol_grad = (1e-5, 1e-4) if dtype == torch.float32 else (1e-2, 2e-2)
+    errors = {"y": rel_err(y, y_ref), **{"d" + k: rel_err(t.grad, r.grad)
+                                         for k, t, r in zip(("x", "weight", "bias"), leaves, refs)}}
+    assert {k: v for k, v in errors.items() if v >= (tol_y if k == "y" else tol_grad)} == {}
+
+
+def _unet_pair(**kw):
+    from spatial_restore.archs import SpatialMambaUNet
+
+    torch.manual_seed(0)
+    fused = SpatialMambaUNet.from_preset("tiny", **kw).cuda()
+    plain = SpatialMambaUNet.from_preset("tiny", fuse_dwconv=False, **kw).cuda()
+    plain.load_state_dict(fused.state_dict())
+    return fused, plain
+
+
+def test_unet_with_fused_dwconv_equals_unfused(monkeypatch):
+    """The whole network (every block's two x + cpe(x) and GDFN fused) against torch's ops: fp32 output
+    and every gradient without TF32, and the bf16-autocast inference output (the unfused path rounds
+    the conv outputs to bf16, so only a loose bound there)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    fused, plain = _unet_pair()
+    img = torch.rand(2, 3, 67, 45, device="cuda", generator=torch.Generator(device="cuda").manual_seed(0))
+    outs = []
+    for net in (fused, plain):
+        y = net(img)
+        y.square().mean().backward()
+        outs.append((y, {k: p.grad for k, p in net.named_parameters()}))
+    (y, grads), (y0, grads0) = outs
+    assert rel_err(y, y0.double()) < 1e-5
+    assert {k: e for k, g in grads0.items() if (e := rel_err(grads[k], g.double())) >= 1e-4} == {}
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        assert rel_err(fused(img), plain(img).double()) < 3e-2
+
+
+def test_unet_with_fused_dwconv_compiles_without_graph_break():
+    """torch.compile(fullgraph=True) keeps the fused dwconv as custom ops, forward and backward."""
+    fused, _ = _unet_pair()
+    img = torch.rand(1, 3, 64, 64, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1))
+    compiled = torch.compile(fused, fullgraph=True)
+    y = compiled(img)
+    y.square().mean().backward()
+    grads = {k: p.grad.clone() for k, p in fused.named_parameters()}
+    fused.zero_grad(set_to_none=True)
+    y0 = fused(img)
+    y0.square().mean().backward()
+    assert rel_err(y, y0.double()) < 1e-4
+    assert {k: e for k, p in fused.named_parameters() if (e := rel_err(grads[k], p.grad.double())) >= 1e-3} == {}

@@ -104,6 +104,18 @@ def test_auto_dispatch_keeps_float64_on_the_reference(monkeypatch):
     assert kernels.resolve_backend(None, torch.device("cpu"), torch.float32) == "reference"
 
 
+def test_backend_resolution_compiles_without_tracing_an_import(monkeypatch):
+    """A first resolution inside torch.compile imports every Triton module outside the trace (fullgraph)."""
+    monkeypatch.setattr(kernels, "_triton_modules", {})
+
+    def triton_or_not(x):
+        return x + 1 if kernels.triton_available() else x - 1
+
+    out = torch.compile(triton_or_not, fullgraph=True, backend="eager")(torch.zeros(3))
+    assert sorted(kernels._triton_modules) == sorted(kernels.TRITON_MODULES)
+    assert torch.equal(out, torch.full((3,), 1.0 if kernels.triton_available() else -1.0))
+
+
 @pytest.mark.parametrize("scan", ["row_reverse", "col", "col_reverse"])
 def test_a_scan_order_is_the_row_scan_of_the_turned_image(scan):
     # Independent oracle: turn the image (transpose for "col", half turn for "_reverse") and the

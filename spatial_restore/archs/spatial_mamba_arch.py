@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..kernels import SCAN_CODES, SASFInputs, layer_norm, sasf
+from ..kernels import SCAN_CODES, SASFInputs, dwconv_gelu_gate, dwconv_residual, layer_norm, sasf
 
 # Official variants (classification/configs/spatialmamba/*.yaml): configs as data.
 VARIANTS: dict[str, dict] = {
@@ -248,26 +248,42 @@ class MLP(nn.Module):
 
 
 class GatedDWConvFFN(nn.Module):
-    """Gated depthwise-conv FFN (Restormer's GDFN) on channels-last input: local mixing for restoration."""
+    """Gated depthwise-conv FFN (Restormer's GDFN) on channels-last input: local mixing for restoration.
 
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+    Where the SASF op runs Triton (and ``fuse_dwconv``), dwconv, chunk, GELU and gate are one Triton
+    kernel (``kernels.dwconv_gelu_gate``) reading project_in's channels-last output; elsewhere torch's ops.
+    """
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0, backend: str | None = None,
+                 fuse_dwconv: bool = True):
         super().__init__()
         self.project_in = nn.Conv2d(dim, 2 * hidden, 1)
         self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden)
         self.project_out = nn.Conv2d(hidden, dim, 1)
         self.drop = nn.Dropout(drop)
+        self.backend, self.fuse_dwconv = backend, fuse_dwconv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.dwconv(self.project_in(x.permute(0, 3, 1, 2))).chunk(2, dim=1)
+        y = self.project_in(x.permute(0, 3, 1, 2))  # channels-last memory
+        gated = (dwconv_gelu_gate(y.permute(0, 2, 3, 1), self.dwconv.weight, self.dwconv.bias, backend=self.backend)
+                 if self.fuse_dwconv else None)
+        if gated is not None:  # (B, H, W, hidden) contiguous: channels-last memory for project_out
+            return self.drop(self.project_out(gated.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        x1, x2 = self.dwconv(y).chunk(2, dim=1)
         # x1 * x2 out of place: a dense product, which project_out reads without a copy
         return self.drop(self.project_out(_gelu(x1) * x2)).permute(0, 2, 3, 1)
 
 
-FFNS = {"mlp": MLP, "gdfn": GatedDWConvFFN}
+FFNS = ("mlp", "gdfn")
 
 
 class SpatialMambaBlock(nn.Module):
-    """x += cpe1(x); x += DropPath(SASF(LN(x))); x += cpe2(x); x += DropPath(FFN(LN(x))), channels-last."""
+    """x += cpe1(x); x += DropPath(SASF(LN(x))); x += cpe2(x); x += DropPath(FFN(LN(x))), channels-last.
+
+    ``fuse_dwconv``: where the SASF op runs Triton, each x + cpe(x) is one Triton kernel
+    (``kernels.dwconv_residual``), and so is the GDFN's dwconv + GELU gate; False keeps torch's ops
+    (for A/B timing). Elsewhere (the CPU) it changes nothing.
+    """
 
     def __init__(
         self,
@@ -280,6 +296,7 @@ class SpatialMambaBlock(nn.Module):
         ffn: str = "mlp",
         backend: str | None = None,
         scan_direction: str = "row",
+        fuse_dwconv: bool = True,
     ):
         super().__init__()
         if ffn not in FFNS:
@@ -291,16 +308,25 @@ class SpatialMambaBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_2 = LayerNorm(dim, backend)
-        self.mlp = FFNS[ffn](dim, int(dim * mlp_ratio), drop)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = GatedDWConvFFN(dim, hidden, drop, backend, fuse_dwconv) if ffn == "gdfn" else MLP(dim, hidden, drop)
+        self.backend, self.fuse_dwconv = backend, fuse_dwconv
 
     @staticmethod
     def _cpe(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
+    def _fused_cpe(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
+        """x + conv(x) as one Triton kernel where the backend is Triton and fusion is on; else None."""
+        return dwconv_residual(x, conv.weight, conv.bias, backend=self.backend) if self.fuse_dwconv else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _add(self._cpe(self.cpe1, x), x)  # the fresh cpe output takes the sum: the input stays intact
+        fused = self._fused_cpe(self.cpe1, x)
+        # unfused, the fresh cpe output takes the sum: the input stays intact
+        x = fused if fused is not None else _add(self._cpe(self.cpe1, x), x)
         x = _add(x, self.drop_path(self.self_attention(self.ln_1(x))))
-        x = _add(x, self._cpe(self.cpe2, x))
+        fused = self._fused_cpe(self.cpe2, x)
+        x = fused if fused is not None else _add(x, self._cpe(self.cpe2, x))
         return _add(x, self.drop_path(self.mlp(self.ln_2(x))))
 
 

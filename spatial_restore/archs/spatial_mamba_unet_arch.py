@@ -79,6 +79,7 @@ class SpatialMambaUNet(nn.Module):
         use_checkpoint: bool = False,
         backend: str | None = None,
         scans: Sequence[str] = ("row",),
+        fuse_dwconv: bool = True,
     ):
         super().__init__()
         if len(widths) != 4 or len(depths) != 4:
@@ -103,7 +104,7 @@ class SpatialMambaUNet(nn.Module):
         def stage(dim: int, depth: int) -> BlockStage:
             return BlockStage(dim, [next(rates) for _ in range(depth)], [next(layer_scans) for _ in range(depth)],
                               use_checkpoint, d_state=d_state, dt_init=dt_init, mlp_ratio=mlp_ratio, ffn=ffn,
-                              backend=backend)
+                              backend=backend, fuse_dwconv=fuse_dwconv)
 
         self.embed = nn.Conv2d(in_channels, w1, 3, padding=1, bias=False)
         self.encoder1, self.down1 = stage(w1, d1), Downsample(w1)

@@ -8,6 +8,8 @@ memory are reported as OOM. ``--profile`` adds, per preset and size, GPU time pe
 (torch.profiler) for one bf16 forward and one training step. ``--cuda-graph`` times the inference rows
 through ``spatial_restore.inference.cuda_graph.GraphedForward`` (what ``inference.py --cuda-graph`` runs:
 captured in the first warm-up call, then replayed, each output cloned); training rows stay eager.
+``--no-fuse-dwconv`` builds the networks with ``fuse_dwconv=False`` (torch's depthwise convs and elementwise
+ops instead of the fused Triton dwconv kernels), for A/B runs; every row records which it was.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 # GPU kernel name -> op class, first match wins (names as CUDA/cuDNN/Triton/inductor emit them).
 OP_CLASSES: list[tuple[str, re.Pattern]] = [
     ("sasf", re.compile(r"_fwd_scan|_fwd_fuse|_bwd_scan|_bwd_fuse|_bwd_border|_carry_kernel|sasf", re.I)),
+    ("fused dwconv", re.compile(r"_dwconv_kernel|_dwconv_bwd_kernel", re.I)),
     ("norm", re.compile(r"layer_norm|layernorm|_norm_|_ln_|rms", re.I)),
     ("gemm", re.compile(r"gemm|nvjet|cutlass|sm90_xmma|matmul|wgmma|splitk", re.I)),
     ("conv", re.compile(r"conv|cudnn|implicit|winograd|dgrad|wgrad|fprop|depthwise", re.I)),
@@ -101,12 +104,12 @@ def profile_classes(step: Callable[[], None], top: int = 0) -> dict[str, float]:
 
 def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: list[int], batch: int,
                  warmup: int, iters: int, profile: int | None, compile_mode: str | None, overrides: dict,
-                 cuda_graph: bool = False) -> dict:
+                 cuda_graph: bool = False, fuse_dwconv: bool = True) -> dict:
     torch.manual_seed(0)
-    model = SpatialMambaUNet.from_preset(name, **overrides).cuda()
+    model = SpatialMambaUNet.from_preset(name, **overrides, fuse_dwconv=fuse_dwconv).cuda()
     result = {"preset": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-              "overrides": overrides, "compile": compile_mode, "cuda_graph": cuda_graph, "inference": [],
-              "train": [], "profile": []}
+              "overrides": overrides, "compile": compile_mode, "cuda_graph": cuda_graph, "fuse_dwconv": fuse_dwconv,
+              "inference": [], "train": [], "profile": []}
     net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compile_mode else model
     model.eval()
     for size in sizes:
@@ -124,7 +127,8 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
             def infer(x=x, run=run):
                 run(x)
 
-            row = {"size": size, "dtype": label, "cuda_graph": cuda_graph, **measure_or_oom(infer, warmup, iters)}
+            row = {"size": size, "dtype": label, "cuda_graph": cuda_graph, "fuse_dwconv": fuse_dwconv,
+                   **measure_or_oom(infer, warmup, iters)}
             result["inference"].append(row)
             print(f"  {name} infer {size}² {label}: {row}", flush=True)
             if profile is not None and label == "bf16" and row["ms"] is not None:
@@ -142,7 +146,7 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        row = {"crop": crop, "batch": batch, **measure_or_oom(train_step, warmup, iters)}
+        row = {"crop": crop, "batch": batch, "fuse_dwconv": fuse_dwconv, **measure_or_oom(train_step, warmup, iters)}
         row["it_per_s"] = round(1000 / row["ms"], 2) if row["ms"] else None
         result["train"].append(row)
         print(f"  {name} train {crop}²x{batch}: {row}", flush=True)
@@ -160,7 +164,8 @@ def markdown(results: list[dict]) -> str:
                  for i in r["inference"]]
         cells += [f"train {t['crop']}²×{t['batch']}: " + ("OOM" if t["ms"] is None else
                   f"{t['it_per_s']:.2f} it/s / {t['peak_gib']:.2f} GiB") for t in r["train"]]
-        lines.append(f"| {r['preset']} | {r['params_m']:.2f} M | " + " | ".join(cells) + " |")
+        label = r["preset"] + ("" if r.get("fuse_dwconv", True) else " (unfused dwconv)")
+        lines.append(f"| {label} | {r['params_m']:.2f} M | " + " | ".join(cells) + " |")
         for p in r["profile"]:
             total = sum(p["ms"].values())
             parts = ", ".join(f"{k} {v:.2f}" for k, v in p["ms"].items())
@@ -184,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cuda-graph", action="store_true",
                    help="time inference rows as CUDA graph replays (GraphedForward, as inference.py --cuda-graph; "
                         "captured during warm-up); training rows stay eager")
+    p.add_argument("--no-fuse-dwconv", dest="fuse_dwconv", action="store_false",
+                   help="build the networks with fuse_dwconv=False: torch's depthwise convs and elementwise ops "
+                        "instead of the fused Triton dwconv kernels (A/B)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="SpatialMambaUNet keyword overrides (Python literals), e.g. use_checkpoint=True")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -202,14 +210,19 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             p.error(f"--set takes KEY=VALUE, got {item!r}")
         overrides[key] = ast.literal_eval(value)
+    if "fuse_dwconv" in overrides:
+        p.error("choose the dwconv fusion with --no-fuse-dwconv, not --set fuse_dwconv=...")
     torch.backends.cudnn.benchmark = True
     results = [bench_preset(name, args.sizes, args.dtypes, args.train_crops, args.batch, args.warmup, args.iters,
-                            args.profile, args.compile, overrides, args.cuda_graph) for name in args.presets]
+                            args.profile, args.compile, overrides, args.cuda_graph, args.fuse_dwconv)
+               for name in args.presets]
     header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda_graph": args.cuda_graph,
+              "fuse_dwconv": args.fuse_dwconv,
               "sasf_backend": kernels.resolve_backend(None, torch.device("cuda"), torch.bfloat16), "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"# SpatialMambaUNet presets: {header['device']}, torch {header['torch']}, SASF backend "
           f"{header['sasf_backend']}, {header['when']} (batch 1 inference"
-          f"{', CUDA graph replays' if args.cuda_graph else ''}; ms per image / peak GiB)")
+          f"{', CUDA graph replays' if args.cuda_graph else ''}"
+          f"{'' if args.fuse_dwconv else ', dwconv fusion off'}; ms per image / peak GiB)")
     print(markdown(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -24,6 +24,8 @@ __all__ = [
     "ENV_VAR",
     "SCAN_CODES",
     "SASFInputs",
+    "dwconv_gelu_gate",
+    "dwconv_residual",
     "last_backend",
     "layer_norm",
     "linear_scan",
@@ -44,19 +46,26 @@ _logged: set[tuple[str, str]] = set()
 _last: str | None = None
 
 
+TRITON_MODULES = ("triton_sasf", "triton_layer_norm", "triton_dwconv")
 _triton_modules: dict = {}  # name -> the Triton module, or the ImportError that keeps it away
 
 
 def _triton_impl(name: str = "triton_sasf"):
-    """A Triton implementation module of this package, or the ImportError that keeps it away (imported once)."""
-    if name not in _triton_modules:
-        try:
-            _triton_modules[name] = importlib.import_module(f"{__name__}.{name}")
-        except ImportError as err:  # triton missing or broken: the reference still works
-            _triton_modules[name] = err
+    """A Triton implementation module of this package, or the ImportError that keeps it away.
+
+    The first call imports all of ``TRITON_MODULES``. Backend resolution makes it through
+    ``triton_available``, which ``torch.compile`` runs rather than traces, so a compiled graph finds every
+    module here and traces no import (an import inside the trace is a graph break)."""
+    if not _triton_modules:
+        for module in TRITON_MODULES:
+            try:
+                _triton_modules[module] = importlib.import_module(f"{__name__}.{module}")
+            except ImportError as err:  # triton missing or broken: the reference still works
+                _triton_modules[module] = err
     return _triton_modules[name]
 
 
+@torch.compiler.assume_constant_result
 def triton_available() -> bool:
     return not isinstance(_triton_impl(), ImportError)
 
@@ -137,3 +146,23 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     if resolve_backend(backend, x.device, x.dtype) != "triton":
         return None
     return _triton_impl("triton_layer_norm").layer_norm_triton(x, weight, bias, eps, gate, out_dtype)
+
+
+def dwconv_residual(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
+                    backend: str | None = None) -> torch.Tensor | None:
+    """x + dwconv3x3(x) (zero padding, bias) on channels-last x (B, H, W, C), in x's dtype, as one Triton
+    kernel when the backend for x is Triton; None otherwise, so that the caller runs its own PyTorch path
+    (see kernels/triton_dwconv.py). weight (C, 1, 3, 3), bias (C,): an nn.Conv2d's with groups=C."""
+    if resolve_backend(backend, x.device, x.dtype) != "triton":
+        return None
+    return _triton_impl("triton_dwconv").dwconv_triton(x, weight, bias, "residual")
+
+
+def dwconv_gelu_gate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
+                     backend: str | None = None) -> torch.Tensor | None:
+    """gelu(a) * v, (a, v) the channel halves of dwconv3x3(x) (zero padding, bias, exact GELU), on
+    channels-last x (B, H, W, 2C) -> (B, H, W, C) contiguous, in x's dtype, as one Triton kernel when the
+    backend for x is Triton; None otherwise (see kernels/triton_dwconv.py)."""
+    if resolve_backend(backend, x.device, x.dtype) != "triton":
+        return None
+    return _triton_impl("triton_dwconv").dwconv_triton(x, weight, bias, "gate")

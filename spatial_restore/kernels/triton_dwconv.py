@@ -1,0 +1,275 @@
+"""Depthwise 3x3 convolution (zero padding, bias) with a fused epilogue, on channels-last memory, in Triton.
+
+Each restoration block runs two ``x + cpe(x)`` steps and the GDFN's ``gelu(a) * v`` of a depthwise 3x3
+conv; unfused, the residual add, chunk, GELU and gate product each read and write the whole activation
+again (the U-Net's 1024² profile has ~25 of 66 ms in elementwise kernels). Here one kernel reads the
+(B, H, W, N) input once per tile of positions (its 1-pixel halo comes from cache), convolves in float32
+and writes only the epilogue's result, in the input's dtype:
+
+  residual  y = x + dwconv(x)                                            N = C channels in and out
+  gate      y = gelu(a) * v, (a, v) = the two channel halves of dwconv(x)   N = 2C in, C out
+
+Backward keeps no activation but x: the same kernel, in its gate-gradient epilogue, recomputes a and v and
+writes the gradient at the conv's output, (da, dv) = (g v gelu'(a), g gelu(a)); then one kernel gives
+dx as the transposed conv of that gradient (the correlation with the flipped taps; plus g itself, the
+residual's identity path) and per-program partial sums for dweight and dbias, finished by torch (no
+atomics). ``dwconv_ref`` is the reference the kernels are tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# epilogue codes (compile-time); GATE_GRAD is the gate's backward up to the conv
+RESIDUAL, GATE, GATE_GRAD = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+EPILOGUES = {"residual": RESIDUAL.value, "gate": GATE.value}
+
+
+def dwconv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: str) -> torch.Tensor:
+    """The depthwise conv of channels-last x (B, H, W, N) and its epilogue in float32 (float64 stays);
+    returned in x's dtype."""
+    ct = torch.promote_types(x.dtype, torch.float32)
+    xc = x.to(ct)
+    y = F.conv2d(xc.permute(0, 3, 1, 2), weight.to(ct), bias.to(ct), padding=1, groups=x.shape[-1])
+    y = y.permute(0, 2, 3, 1)
+    if epilogue == "residual":
+        return (xc + y).to(x.dtype)
+    a, v = y.chunk(2, dim=-1)
+    return (F.gelu(a) * v).to(x.dtype)
+
+
+@triton.jit
+def _tile(th, C, H, W, BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr):
+    """Row tile th x this program's column tile: BH x BW positions (flattened, row-major), and BC of C
+    channels; the store mask."""
+    p = tl.arange(0, BH * BW)
+    hh = th * BH + p // BW
+    ww = (tl.program_id(0) % tl.cdiv(W, BW)) * BW + p % BW
+    c = tl.program_id(2) * BC + tl.arange(0, BC)
+    cm = c < C
+    return hh, ww, c, cm, ((hh < H) & (ww < W))[:, None] & cm[None, :]
+
+
+@triton.jit
+def _offsets(b, hh, ww, c, H, W, N):
+    """64-bit element offsets of positions (hh, ww) x channels c in a contiguous (B, H, W, N) tensor."""
+    return ((b * H + hh).to(tl.int64) * W + ww)[:, None] * N + c[None, :]
+
+
+@triton.jit
+def _load(ptr, b, hh, ww, c, cm, H, W, N):
+    """ptr[b, hh, ww, c] in float32, zero outside the image (the conv's zero padding)."""
+    inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, N), mask=inside[:, None] & cm[None, :], other=0.0)
+    return x.to(tl.float32)
+
+
+@triton.jit
+def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, N, BP: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr):
+    """sum over the taps k = 3 ky + kx of w[c, k] * ptr[b, hh + ky - 1, ww + kx - 1, c]; FLIP uses
+    w[c, 8 - k], which makes it the transposed conv (the input gradient of the plain one)."""
+    acc = tl.zeros((BP, BC), dtype=tl.float32)
+    for k in tl.static_range(9):
+        tap = 8 - k if FLIP else k
+        wk = tl.load(w_ptr + c * 9 + tap, mask=cm, other=0.0)
+        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, N)
+    return acc
+
+
+@triton.jit
+def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, BH: tl.constexpr, BW: tl.constexpr,
+                   BC: tl.constexpr, EPILOGUE: tl.constexpr):
+    """One tile of positions x C output channels of image program_id(1): the conv of x (C channels, or
+    2C for the gate) and the epilogue; GATE_GRAD writes (da, dv) (2C channels) from g = dL/dy instead."""
+    b = tl.program_id(1)
+    hh, ww, c, cm, m = _tile(tl.program_id(0) // tl.cdiv(W, BW), C, H, W, BH, BW, BC)
+    N = C if EPILOGUE == RESIDUAL else 2 * C
+    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, BH * BW, BC, False)
+    a += tl.load(bias_ptr + c, mask=cm, other=0.0)[None, :]
+    out = _offsets(b, hh, ww, c, H, W, C)
+    if EPILOGUE == RESIDUAL:
+        y = a + _load(x_ptr, b, hh, ww, c, cm, H, W, N)
+        tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=m)
+    else:
+        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, N, BH * BW, BC, False)
+        v += tl.load(bias_ptr + C + c, mask=cm, other=0.0)[None, :]
+        cdf = 0.5 + 0.5 * tl.erf(a * 0.7071067811865476)  # exact GELU: a * Phi(a)
+        if EPILOGUE == GATE:
+            tl.store(y_ptr + out, (a * cdf * v).to(y_ptr.dtype.element_ty), mask=m)
+        else:
+            g = tl.load(g_ptr + out, mask=m, other=0.0).to(tl.float32)
+            pdf = tl.exp(-0.5 * a * a) * 0.3989422804014327
+            dst = _offsets(b, hh, ww, c, H, W, N)
+            tl.store(y_ptr + dst, (g * v * (cdf + a * pdf)).to(y_ptr.dtype.element_ty), mask=m)
+            tl.store(y_ptr + dst + C, (g * a * cdf).to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, BH: tl.constexpr, BW: tl.constexpr,
+                       BC: tl.constexpr, ROWS: tl.constexpr, IDENTITY: tl.constexpr):
+    """From gc = dL/d(conv output), over ROWS row tiles: dx = transposed conv of gc (+ gc when IDENTITY,
+    the residual's path); and the program's sums of gc * (x shifted by tap k), rows k < 9, and of gc,
+    row 9 (partial dweight, dbias: ROWS tiles per program keep that buffer small)."""
+    b = tl.program_id(1)
+    k16 = tl.arange(0, 16)[:, None]
+    sums = tl.zeros((16, BC), dtype=tl.float32)
+    for r in range(ROWS):
+        hh, ww, c, cm, m = _tile((tl.program_id(0) // tl.cdiv(W, BW)) * ROWS + r, N, H, W, BH, BW, BC)
+        dx = _conv(gc_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, BH * BW, BC, True)
+        g = _load(gc_ptr, b, hh, ww, c, cm, H, W, N)  # zero off the image: the sums below need no mask
+        if IDENTITY:
+            dx += g
+        tl.store(dx_ptr + _offsets(b, hh, ww, c, H, W, N), dx.to(dx_ptr.dtype.element_ty), mask=m)
+        for k in tl.static_range(9):
+            xs = _load(x_ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, N)
+            sums += tl.where(k16 == k, tl.sum(g * xs, axis=0)[None, :], 0.0)
+        sums += tl.where(k16 == 9, tl.sum(g, axis=0)[None, :], 0.0)
+    c = tl.program_id(2) * BC + tl.arange(0, BC)
+    part = part_ptr + (b * tl.num_programs(0) + tl.program_id(0)).to(tl.int64) * (10 * N)
+    tl.store(part + k16 * N + c[None, :], sums, mask=(k16 < 10) & (c < N)[None, :])
+
+
+def _tiles(c: int, h: int, w: int) -> list[int]:
+    """[rows, columns, channels] of a program's tile (up to 32 columns x 64 channels, about 4096 elements),
+    and the backward's row tiles per program: up to 8 where an image has many (a program then sums its
+    share of dweight over 8 tiles), one on small images (which then still spread over the GPU)."""
+    bc = min(triton.next_power_of_2(c), 64)
+    bw = min(triton.next_power_of_2(w), 32)
+    bh = min(triton.next_power_of_2(h), max(1, 4096 // (bc * bw)))
+    return [bh, bw, bc, max(1, min(8, triton.cdiv(h, bh) // 16))]
+
+
+def _out_channels(n: int, epilogue: int) -> int:
+    return n if epilogue == RESIDUAL.value else n // 2
+
+
+def _tiles_for(tiles, c, x):
+    """The caller's tiles, or (empty) the default for C = c and x's image size (chosen here, inside the
+    op, so that compiled graphs do not specialise on the image size)."""
+    return tiles or _tiles(c, x.shape[1], x.shape[2])
+
+
+def _launch(x, weight, bias, g, y, epilogue, c, tiles):
+    """_dwconv_kernel over x (B, H, W, N) for C = c output channels."""
+    b, h, w, _ = x.shape
+    bh, bw, bc, _ = _tiles_for(tiles, c, x)
+    grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b, triton.cdiv(c, bc))
+    _dwconv_kernel[grid](x, weight, bias, g, y, h, w, c, BH=bh, BW=bw, BC=bc, EPILOGUE=epilogue,
+                         num_warps=4 if bh * bw * bc >= 2048 else 2)
+
+
+def _forward(x, weight, bias, epilogue, tiles):
+    c = _out_channels(x.shape[-1], epilogue)
+    y = torch.empty((*x.shape[:-1], c), device=x.device, dtype=x.dtype)
+    _launch(x, weight, bias, x, y, epilogue, c, tiles)
+    return y
+
+
+@torch.library.custom_op("spatial_restore::dwconv_fwd", mutates_args=())
+def dwconv_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: int,
+               tiles: list[int]) -> torch.Tensor:
+    """y (B, H, W, C) in x's dtype. x contiguous (B, H, W, N); weight (N, 1, 3, 3), bias (N,) float32;
+    epilogue one of ``EPILOGUES``' codes; tiles [rows, columns, channels] of a program's tile (powers of
+    two) and the backward's row tiles per program, or [] for the default of x's shape."""
+    return _forward(x, weight, bias, epilogue, tiles)
+
+
+@dwconv_fwd.register_fake
+def _(x, weight, bias, epilogue, tiles):
+    return x.new_empty((*x.shape[:-1], _out_channels(x.shape[-1], epilogue)))
+
+
+def _backward_impl(dy, x, weight, bias, epilogue, tiles):
+    b, h, w, n = x.shape
+    if epilogue == GATE.value:
+        gc = torch.empty_like(x)  # (da, dv) in x's dtype, as autograd of the unfused ops would keep them
+        _launch(x, weight, bias, dy, gc, GATE_GRAD.value, n // 2, tiles)
+    else:
+        gc = dy
+    bh, bw, bc, rows = _tiles_for(tiles, _out_channels(n, epilogue), x)
+    n_prog = triton.cdiv(triton.cdiv(h, bh), rows) * triton.cdiv(w, bw)
+    dx = torch.empty_like(x)
+    part = torch.empty(b * n_prog, 10, n, device=x.device, dtype=torch.float32)
+    _dwconv_bwd_kernel[(n_prog, b, triton.cdiv(n, bc))](gc, x, weight, dx, part, h, w, n, BH=bh, BW=bw, BC=bc,
+                                                        ROWS=rows, IDENTITY=epilogue == RESIDUAL.value,
+                                                        num_warps=4 if bh * bw * bc >= 2048 else 2)
+    red = part.sum(0)
+    return [dx, red[:9].t().reshape(weight.shape), red[9].clone()]
+
+
+@torch.library.custom_op("spatial_restore::dwconv_bwd", mutates_args=())
+def dwconv_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: int,
+               tiles: list[int]) -> list[torch.Tensor]:
+    """[dx (x's dtype), dweight, dbias (float32)] of dwconv_fwd; dy contiguous (B, H, W, C)."""
+    return _backward_impl(dy, x, weight, bias, epilogue, tiles)
+
+
+@dwconv_bwd.register_fake
+def _(dy, x, weight, bias, epilogue, tiles):
+    return [torch.empty_like(x), weight.new_empty(weight.shape, dtype=torch.float32),
+            bias.new_empty(bias.shape, dtype=torch.float32)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, epilogue, tiles = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.args = (epilogue, tiles)
+
+
+def _grads(ctx, dy, backward):
+    dx, dweight, dbias = backward(dy.contiguous(), *ctx.saved_tensors, *ctx.args)
+    return dx, dweight, dbias, None, None
+
+
+def _backward(ctx, dy):
+    return _grads(ctx, dy, dwconv_bwd)
+
+
+dwconv_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerDWConv(torch.autograd.Function):
+    """The same kernels without the custom-op dispatcher (its host time per call rivals the kernels'
+    launches): eager runs take this, compiled graphs the op."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, epilogue, tiles):
+        y = _forward(x, weight, bias, epilogue, tiles)
+        _setup_context(ctx, (x, weight, bias, epilogue, tiles), y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        return _grads(ctx, dy, _backward_impl)
+
+
+def dwconv_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: str,
+                  tiles: Sequence[int] | None = None) -> torch.Tensor:
+    """``dwconv_ref`` as one Triton kernel (x made contiguous; weight and bias used in float32).
+    ``tiles`` overrides [rows, columns, channels] of a program's tile and the backward's row tiles per
+    program (tests cross tiles with it); by default they follow the shape."""
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"triton dwconv supports float32/float16/bfloat16 x, got {x.dtype}")
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"epilogue must be one of {sorted(EPILOGUES)}, got {epilogue!r}")
+    n = x.shape[-1]
+    if x.dim() != 4 or tuple(weight.shape) != (n, 1, 3, 3) or tuple(bias.shape) != (n,):
+        raise ValueError(f"need x (B, H, W, N), weight (N, 1, 3, 3), bias (N,): got {tuple(x.shape)}, "
+                         f"{tuple(weight.shape)}, {tuple(bias.shape)}")
+    if epilogue == "gate" and n % 2:
+        raise ValueError(f"the gate splits the conv's channels in halves: N = {n} is odd")
+    tiles = list(tiles or [])
+    if tiles and (len(tiles) != 4 or any(t < 1 for t in tiles) or any(t & (t - 1) for t in tiles[:3])):
+        raise ValueError(f"tiles must be [rows, columns, channels] (powers of two) and the backward's row "
+                         f"tiles per program, got {tiles}")
+    f32 = torch.float32
+    args = (x.contiguous(), weight.to(f32).contiguous(), bias.to(f32).contiguous(), EPILOGUES[epilogue], tiles)
+    if torch.compiler.is_compiling():
+        return dwconv_fwd(*args)
+    return _EagerDWConv.apply(*args)
