@@ -76,8 +76,9 @@ def best_of(restore: Callable[[float], np.ndarray], params: tuple, clean: np.nda
 
 
 def run(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], methods: list[str],
-        ours: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[dict, dict]:
-    """({method: {"psnr", "ssim", "seconds" means, "images": rows}}, {method: outputs of the first pair})."""
+        ours: Callable[[np.ndarray], np.ndarray] | None = None, keep: int = 1) -> tuple[dict, list[dict]]:
+    """({method: {"psnr", "ssim", "seconds" means, "images": rows}}, [{method: output} of each of the
+    first ``keep`` pairs])."""
     from ..metrics import psnr, ssim
 
     restorers = {
@@ -86,10 +87,10 @@ def run(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], methods: li
         "rl": lambda lq, k, gt: best_of(lambda n: richardson_lucy(lq, k, n), RL_ITERATIONS, gt),
         "ours": lambda lq, k, gt: (np.clip(ours(lq.astype(np.float32)), 0.0, 1.0), None),
     }
-    results, first = {}, {}
+    results, kept = {}, [{} for _ in pairs[:keep]]
     for method in methods:
         rows = []
-        for name, gt, lq, kernel in pairs:
+        for i, (name, gt, lq, kernel) in enumerate(pairs):
             start = time.perf_counter()
             out, param = restorers[method](lq, kernel, gt.astype(np.float64))
             seconds = time.perf_counter() - start
@@ -97,11 +98,12 @@ def run(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], methods: li
             rows.append({"image": name, "kernel_size": int(kernel.shape[0]), "psnr": psnr(out, gt, data_range=1.0),
                          "ssim": ssim(out, gt, data_range=1.0), "seconds": seconds,
                          **({"param": param} if param is not None else {})})
-            first.setdefault(method, out)
+            if i < keep:
+                kept[i][method] = out
             print(f"{method:8s} {name}: {rows[-1]['psnr']:.2f} dB", flush=True)
         results[method] = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "seconds")}
         results[method]["images"] = rows
-    return results, first
+    return results, kept
 
 
 def table(results: dict) -> str:
@@ -112,9 +114,17 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def figure(clean: np.ndarray, kernel: np.ndarray, outputs: dict[str, np.ndarray], path: Path, size: int = 256) -> None:
-    """Side-by-side PNG of the centre ``size``² (detail at 1:1): target, then each method's output; the
-    kernel, enlarged, in the blurred panel's corner."""
+def figure(rows: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]], path: Path, size: int = 256) -> None:
+    """PNG of one row per (target, kernel, {method: output}): the centre ``size``² (detail at 1:1; less where
+    an image is smaller) of the target, then of each method's output; the kernel, enlarged, in the blurred
+    panel's corner."""
+    size = min([size] + [min(clean.shape[:2]) for clean, _, _ in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.concatenate([_figure_row(*row, size) for row in rows], axis=0)):
+        raise SystemExit(f"cannot write {path}")
+
+
+def _figure_row(clean: np.ndarray, kernel: np.ndarray, outputs: dict[str, np.ndarray], size: int) -> np.ndarray:
     panels = [("target", clean)] + [(m, outputs[m]) for m in METHODS if m in outputs]
     tiles = []
     for name, img in panels:
@@ -127,9 +137,7 @@ def figure(clean: np.ndarray, kernel: np.ndarray, outputs: dict[str, np.ndarray]
             tile[: inset.shape[0], : inset.shape[1]] = inset[..., None]
         cv2.putText(tile, name, (8, tile.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
         tiles.append(tile)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.concatenate(tiles, axis=1)):
-        raise SystemExit(f"cannot write {path}")
+    return np.concatenate(tiles, axis=1)
 
 
 def load_pairs(options: Path, dataset: str, root: str | None, limit: int | None):
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, help="our model's tile size, as inference.py --tile (0: never tile)")
     parser.add_argument("--limit", type=int, help="only the first N pairs (quick runs)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write all numbers as JSON")
-    parser.add_argument("--figure", type=Path, metavar="PNG", help="also write a comparison figure of the first pair (centre 256x256)")
+    parser.add_argument("--figure", type=Path, metavar="PNG", help="also write a comparison figure of the first photo: one row per kernel, the centre "
+                        "256x256 of each method's output")
     args = parser.parse_args(argv)
     methods = [m for m in METHODS if args.model or m != "ours"] if args.methods is None else \
         [m for m in METHODS if m in args.methods.split(",")]
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown or not methods:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {','.join(METHODS)}")
     if "ours" in methods and not args.model:
-        parser.error("'ours' needs --model (no deblurring model ships yet)")
+        parser.error("'ours' needs --model (the shipped blind deblurrer: --model deblur)")
     pairs = load_pairs(args.options, args.dataset, args.root, args.limit)
     ours, model_info = None, None
     if "ours" in methods:
@@ -180,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         ours = Restorer(model, pick_device(args.device), args.precision, stride=card.stride,
                         in_channels=card.in_channels, **tiling)
         model_info = card.summary()
-    results, first = run(pairs, methods, ours)
+    first_photo = [p for p in pairs if p[0].rsplit("_k", 1)[0] == pairs[0][0].rsplit("_k", 1)[0]]
+    results, kept = run(pairs, methods, ours, keep=len(first_photo) if args.figure else 0)
     print(f"\nMean over {len(pairs)} pair(s) of {args.options.name}:{args.dataset} (true kernel given to Wiener and RL):\n")
     print(table(results))
     if args.json:
@@ -189,5 +199,4 @@ def main(argv: list[str] | None = None) -> None:
                                          "pairs": [p[0] for p in pairs], "wiener_balances": WIENER_BALANCES,
                                          "rl_iterations": RL_ITERATIONS, "results": results}, indent=2) + "\n")
     if args.figure:
-        _, clean, _, kernel = pairs[0]
-        figure(clean, kernel, first, args.figure)
+        figure([(clean, kernel, outputs) for (_, clean, _, kernel), outputs in zip(first_photo, kept)], args.figure)
