@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing files in OUTDIR (default: refuse)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write per-image results and means as JSON")
     parser.add_argument("--model", default="default",
-                        help="shipped model name, or a .safetensors/.json path (card beside it), "
-                             "or a basicsr checkpoint .pth (default: %(default)s)")
+                        help="shipped model: 'default' (blind colour denoiser, sigma 0-50) or 'deblur' (blind "
+                             "deblurrer of uniform camera shake, linear motion and defocus); or a .safetensors/"
+                             ".json path (card beside it), or a basicsr checkpoint .pth (default: %(default)s)")
     parser.add_argument("--task", help="task to run when the model card offers several")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="default: %(default)s")

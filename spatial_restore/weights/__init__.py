@@ -18,7 +18,10 @@ import torch.nn as nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 # name -> file stem in WEIGHTS_DIR (stem.safetensors + stem.json)
-SHIPPED: dict[str, str] = {"default": "spatial_mamba_unet_small_denoise_blind"}
+SHIPPED: dict[str, str] = {
+    "default": "spatial_mamba_unet_small_denoise_blind",  # blind colour Gaussian denoiser
+    "deblur": "spatial_mamba_unet_small_deblur_blind",  # blind uniform (camera-shake, motion, defocus) deblurrer
+}
 
 
 class ModelNotFound(FileNotFoundError):
