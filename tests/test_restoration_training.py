@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ import yaml
 from spatial_restore.archs import UNET_PRESETS, SpatialMambaUNet
 from spatial_restore.checkpoint import load_into, load_state_dict_file
 from spatial_restore.tiling import tiled_forward
-from spatial_restore.models.restoration_model import ema_decay_at, load_training_state
+from spatial_restore.models.restoration_model import RestorationModel, ema_decay_at, load_training_state
 
 TINY = {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_PRESETS["tiny"].items()}
 
@@ -197,4 +198,22 @@ def test_ema_decay_ramps_in_so_a_short_run_is_not_its_initial_weights():
     for d in decays[:600]:
         start_share *= d
     assert start_share < 0.02 < 0.999 ** 600 / 10
+
+
+def test_ema_update_is_basicsrs_average_of_every_parameter():
+    """The one-lerp EMA equals basicsr's per-tensor loop: ema * decay + weights * (1 - decay)."""
+    from basicsr.models.base_model import BaseModel
+
+    torch.manual_seed(0)
+    model = object.__new__(RestorationModel)  # just the two networks: model_ema touches nothing else
+    model.opt = {"dist": False}
+    model.net_g, model.net_g_ema = SpatialMambaUNet.from_preset("tiny"), SpatialMambaUNet.from_preset("tiny")
+    reference = object.__new__(RestorationModel)
+    reference.opt = model.opt
+    reference.net_g, reference.net_g_ema = model.net_g, copy.deepcopy(model.net_g_ema)
+    RestorationModel.model_ema(model, 0.9)
+    BaseModel.model_ema(reference, 0.9)
+    for (name, p), q in zip(model.net_g_ema.named_parameters(), reference.net_g_ema.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+    assert any(not torch.equal(p, q) for p, q in zip(model.net_g_ema.parameters(), model.net_g.parameters()))
 
