@@ -165,3 +165,32 @@ def test_the_deblur_options_use_only_keys_the_dataset_reads():
     assert {"kernel_size", "noise_range", "holdout", "dataroot_gt"} <= accepted
     for opt in yaml.safe_load(options.read_text())["datasets"].values():
         assert set(opt) <= accepted, set(opt) - accepted
+
+
+def test_blur_same_keeps_the_size_and_agrees_with_the_valid_blur_inside():
+    rng = np.random.default_rng(2)
+    img = rng.random((30, 41, 3)).astype(np.float32)
+    kernel = blur.linear_kernel(7, 0.4)
+    same = blur.blur_same(img, kernel)
+    assert same.shape == img.shape
+    np.testing.assert_array_equal(same[3:-3, 3:-3], blur.blur_valid(img, kernel))
+
+
+def test_kernel_specs_name_the_training_kernels():
+    np.testing.assert_array_equal(blur.kernel_from_spec("defocus:9"), blur.defocus_kernel(9))
+    np.testing.assert_array_equal(blur.kernel_from_spec("linear:15:30"), blur.linear_kernel(15, np.deg2rad(30)))
+    np.testing.assert_array_equal(blur.kernel_from_spec("linear:15"), blur.linear_kernel(15, 0.0))
+    shake = blur.kernel_from_spec("trajectory:19", seed=4)
+    np.testing.assert_array_equal(shake, blur.trajectory_kernel(19, np.random.default_rng(4)))
+    assert not np.array_equal(shake, blur.kernel_from_spec("trajectory:19", seed=5))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("blur:9", "write defocus:D"), ("defocus", "write defocus:D"), ("defocus:9:10", "write defocus:D"),
+    ("linear:15:30:1", "write defocus:D"), ("defocus:nine", "whole numbers"), ("linear:15:east", "whole numbers"),
+    ("linear:15:nan", "finite"), ("defocus:8", "odd, from 3 to 63"), ("trajectory:65", "odd, from 3 to 63"),
+    ("defocus:1", "odd, from 3 to 63"),
+])
+def test_bad_kernel_specs_say_what_to_write(spec, message):
+    with pytest.raises(ValueError, match=message):
+        blur.kernel_from_spec(spec)

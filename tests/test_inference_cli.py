@@ -22,6 +22,14 @@ def photo(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+def run_main_error(capsys, *args: str) -> tuple[int, str, str]:
+    """An argument error: argparse exits (code 2) with its message on stderr."""
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -97,6 +105,28 @@ def test_compile_on_the_cpu_is_refused_before_anything_runs(tmp_path, model, cap
                        "--device", "cpu", "--compile")
     assert code == 2 and "--compile is for CUDA devices" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_add_blur_blurs_the_input_and_scores_against_the_sharp_one(tmp_path, model, capsys, monkeypatch):
+    """--add-blur as --add-noise: the network gets the blurred input (then noised), the sharp input is the truth."""
+    from spatial_restore.data.blur import blur_same, kernel_from_spec
+
+    monkeypatch.setenv("SPATIAL_RESTORE_LPIPS_BACKBONE", str(tmp_path / "absent.pth"))
+    sharp = cv2.GaussianBlur(photo(40, 48), (0, 0), 0.7)
+    Image.fromarray(sharp).save(tmp_path / "a.png")
+    seen = []
+    monkeypatch.setattr(Restorer, "__call__", lambda self, image: seen.append(image) or image)
+    code, _, _ = run(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--model", model, "--add-blur",
+                     "trajectory:7", "--seed", "3", "--json", tmp_path / "r.json")
+    assert code == 0
+    expected = blur_same(sharp.astype(np.float32) / 255, kernel_from_spec("trajectory:7", seed=3))
+    np.testing.assert_allclose(seen[0], expected, atol=1e-6)
+    report = json.loads((tmp_path / "r.json").read_text())
+    row = report["images"][0]
+    assert report["settings"]["add_blur"] == "trajectory:7" and row["psnr"] == pytest.approx(row["psnr_input"], abs=0.05)
+    assert row["psnr_input"] < 40  # scored against the sharp input, not against itself
+    code, _, err = run_main_error(capsys, tmp_path / "a.png", "-o", tmp_path / "out2", "--add-blur", "defocus:4")
+    assert code == 2 and "the size must be odd" in err and not (tmp_path / "out2").exists()
 
 
 def test_a_grey_picture_in_an_rgb_file_comes_out_grey_unless_asked_not_to(tmp_path, model, capsys):

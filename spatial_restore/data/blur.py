@@ -129,18 +129,50 @@ def kernel_set(count: int, seed: int, sizes: Sequence[int], defocus_sizes: Seque
             for i in range(count)]
 
 
+def blur_same(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolution of HWC float ``img`` with ``kernel``, the same size, the border mirrored (float32)."""
+    h, w = img.shape[:2]
+    # filter2D correlates; the flipped kernel makes it a convolution
+    out = cv2.filter2D(img.astype(np.float32), -1, np.ascontiguousarray(kernel[::-1, ::-1], np.float32),
+                       borderType=cv2.BORDER_REFLECT)
+    return out.reshape(h, w, -1)
+
+
 def blur_valid(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Convolution of HWC float ``img`` with ``kernel`` over the valid region: (H - k + 1, W - k + 1, C)."""
     k = kernel.shape[0]
     h, w = img.shape[:2]
     if h < k or w < k:
         raise ValueError(f"image {h}x{w} is smaller than the {k}x{k} kernel")
-    # filter2D correlates; the flipped kernel makes it a convolution. Its border rows are cut away.
-    out = cv2.filter2D(img.astype(np.float32), -1, np.ascontiguousarray(kernel[::-1, ::-1], np.float32),
-                       borderType=cv2.BORDER_REFLECT)
-    out = out.reshape(h, w, -1)
     c = k // 2
-    return out[c : h - c, c : w - c]
+    return blur_same(img, kernel)[c : h - c, c : w - c]  # the rows and columns that saw the border cut away
+
+
+BLUR_SPECS = "defocus:D, linear:L[:DEGREES] or trajectory:S"
+MAX_SPEC_SIZE = 63
+
+
+def kernel_from_spec(spec: str, seed: int = 0) -> np.ndarray:
+    """The kernel ``spec`` names: ``defocus:D`` (a disc D px across), ``linear:L[:DEGREES]`` (straight
+    motion L px long, DEGREES clockwise from horizontal on screen, default 0) or ``trajectory:S`` (camera
+    shake within S x S px, drawn from ``seed``); sizes odd, 3 to ``MAX_SPEC_SIZE``. ValueError otherwise."""
+    kind, _, rest = spec.partition(":")
+    fields = rest.split(":") if rest else []
+    if kind not in KERNEL_TYPES or not 1 <= len(fields) <= (2 if kind == "linear" else 1):
+        raise ValueError(f"blur {spec!r}: write {BLUR_SPECS}")
+    try:
+        size, degrees = int(fields[0]), float(fields[1]) if len(fields) == 2 else 0.0
+    except ValueError:
+        raise ValueError(f"blur {spec!r}: sizes are whole numbers and DEGREES a number ({BLUR_SPECS})") from None
+    if not np.isfinite(degrees):
+        raise ValueError(f"blur {spec!r}: DEGREES must be a finite number")
+    if size % 2 == 0 or not 3 <= size <= MAX_SPEC_SIZE:
+        raise ValueError(f"blur {spec!r}: the size must be odd, from 3 to {MAX_SPEC_SIZE}")
+    if kind == "defocus":
+        return defocus_kernel(size)
+    if kind == "linear":
+        return linear_kernel(size, np.deg2rad(degrees))
+    return trajectory_kernel(size, np.random.default_rng(seed))
 
 
 def centre_target(img: np.ndarray, kernel_size: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..image_io import (IMAGE_SUFFIXES, ImageReadError, Picture, decode_like, encode_like, read_image, to_display_u8,
                         write_png)
+from ..data.blur import blur_same
 from ..noise import add_gaussian_noise
 
 METRICS = ("psnr", "ssim", "lpips")
@@ -43,6 +44,7 @@ class Options:
 
     gt: Path | None = None
     add_noise: float | None = None  # sigma on the 0..255 scale
+    add_blur: np.ndarray | None = None  # a blur kernel, applied before the noise
     seed: int = 0
     compare: bool = False
     overwrite: bool = False
@@ -143,14 +145,16 @@ def _load_gt(path: Path, picture: Picture) -> np.ndarray:
 
 
 def load_input(job: Job, options: Options) -> tuple[Picture, np.ndarray]:
-    """The job's picture and what the network gets: its colour, with --add-noise's noise if asked."""
+    """The job's picture and what the network gets: its colour, blurred by --add-blur's kernel and with
+    --add-noise's noise if asked."""
     picture = read_image(job.path)
     if min(picture.shape) < options.stride:
         picture.notes.append(f"{picture.shape[1]}x{picture.shape[0]} is smaller than the network stride; "
                              "edge-padded for the network and cropped back")
+    rgb = picture.rgb if options.add_blur is None else blur_same(picture.rgb, options.add_blur)
     if options.add_noise:
-        return picture, add_gaussian_noise(picture.rgb, options.add_noise, options.seed)
-    return picture, picture.rgb
+        rgb = add_gaussian_noise(rgb, options.add_noise, options.seed)
+    return picture, rgb
 
 
 def save_output(job: Job, picture: Picture, restored: np.ndarray) -> np.ndarray:
@@ -193,9 +197,9 @@ def process(job: Job, restore: Callable[[np.ndarray], np.ndarray], options: Opti
 
 
 def find_reference(job: Job, picture: Picture, options: Options, single: bool, log: Log) -> np.ndarray | None:
-    """Ground truth from --gt, or the clean input when noise was added; None (with a note) when unusable."""
+    """Ground truth from --gt, or the clean input when blur or noise was added; None (with a note) when unusable."""
     if options.gt is None:
-        return picture.visible() if options.add_noise else None
+        return picture.visible() if options.add_noise or options.add_blur is not None else None
     gt_path = find_gt(options.gt, job, single)
     if gt_path is None:
         log(f"note: {job.source}: no ground truth for it in {options.gt}; no metrics")

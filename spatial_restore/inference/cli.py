@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..data.blur import BLUR_SPECS, kernel_from_spec
 from ..image_io import write_atomically
 from ..metrics import lpips_unavailable
 from .batch import Job, Options, expand_inputs, format_table, mean_metrics, plan_outputs, process
@@ -27,6 +28,15 @@ def ensemble_views(text: str) -> int:
     raise argparse.ArgumentTypeError(
         f"N must be one of {', '.join(map(str, ENSEMBLE_VIEWS))}, got {text!r} (before the inputs, write "
         "--self-ensemble 8 for the 8 views)")
+
+
+def blur_spec(text: str) -> str:
+    """--add-blur's spec, checked at parse time (the kernel is made later, from --seed)."""
+    try:
+        kernel_from_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--add-noise", type=float, metavar="SIGMA",
                         help="add Gaussian noise of SIGMA (0-255 scale) to each input first; "
                              "without --gt the clean input is the ground truth")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed, the same for each image (default: %(default)s)")
+    parser.add_argument("--add-blur", type=blur_spec, metavar="KIND:SIZE",
+                        help=f"blur each input first (before --add-noise), to try --model deblur on sharp photos: "
+                             f"{BLUR_SPECS} (odd sizes, px); without --gt the sharp input is the ground truth")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the noise and of a trajectory blur, the same for each image (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
                         help="also write OUTDIR/compare/<name>.png: input | output | ground truth")
     parser.add_argument("--self-ensemble", nargs="?", const=8, default=1, type=ensemble_views, metavar="N",
@@ -138,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cuda_graph and device.type != "cuda":
             raise ValueError("--cuda-graph is for CUDA devices: a CUDA graph replays recorded GPU kernel launches")
         model, card = load_model(args.model, args.task)
-        options = Options(gt=args.gt, add_noise=args.add_noise, seed=args.seed, compare=args.compare,
+        add_blur = None if args.add_blur is None else kernel_from_spec(args.add_blur, args.seed)
+        options = Options(gt=args.gt, add_noise=args.add_noise, add_blur=add_blur, seed=args.seed, compare=args.compare,
                           overwrite=args.overwrite, stride=card.stride)
         plan_outputs(jobs, args.output, options)
         if args.json is not None:
@@ -150,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     restorer = Restorer(model, device, args.precision, tile, args.tile_overlap, args.self_ensemble,
                         card.stride, card.in_channels, compile=args.compile, keep_grey=args.keep_grey,
                         cuda_graph=args.cuda_graph)
-    if args.gt is not None or args.add_noise:
+    if args.gt is not None or args.add_noise or args.add_blur:
         reason = lpips_unavailable()
         if reason:
             options.lpips = False
