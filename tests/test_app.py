@@ -49,6 +49,24 @@ def test_noise_gives_the_cli_output_and_psnr(restorer, crop, tmp_path, capsys):
     assert result.summary()["psnr"] == result.psnr
 
 
+def test_blur_gives_the_cli_output_and_psnr(restorer, tmp_path, capsys):
+    """Same file, same blur spec: the app writes what inference.py --add-blur writes; the deblurrer gains."""
+    result = restorer.restore(FLOWER, "deblur", blur="defocus:9")
+    assert cli_main([str(FLOWER), "-o", str(tmp_path / "cli"), "--model", "deblur", "--add-blur", "defocus:9",
+                     "--device", "cpu"]) == 0
+    assert "| red_flower_256.png |" in capsys.readouterr().out
+    np.testing.assert_array_equal(read(result.output), read(tmp_path / "cli" / "red_flower_256.png"))
+    assert result.blur == "defocus:9" and result.summary()["blur"] == "defocus:9"
+    assert result.psnr > result.psnr_input + 4  # measured: +7.2 dB
+    before, sharp = read(result.before).astype(int), read(FLOWER).astype(int)
+    assert np.abs(before - sharp).mean() > 2  # the 'before' side shows the blurred input
+    from spatial_restore.app.ui import report
+
+    assert "PSNR with blur defocus:9: " in report([result], [])
+    for spec in ("none", "", None):
+        assert restorer.restore(FLOWER, "deblur", blur=spec).blur is None
+
+
 def test_without_noise_no_psnr_and_repeatable(restorer, crop):
     first, second = restorer.restore(crop, "default", 0), restorer.restore(crop, "default", None)
     assert first.psnr is None and first.psnr_input is None
@@ -108,10 +126,12 @@ def test_pixel_limit_refuses_before_loading(tmp_path, crop):
 
 
 def test_bad_settings(restorer, crop):
-    with pytest.raises(RestoreError, match="unknown model 'nope'; available: default"):
+    with pytest.raises(RestoreError, match="unknown model 'nope'; available: default, deblur"):
         restorer.restore(crop, "nope")
     with pytest.raises(RestoreError, match="sigma must be between 0 and 255"):
         restorer.restore(crop, "default", -1)
+    with pytest.raises(RestoreError, match="blur 'shake:9': write defocus:D"):
+        restorer.restore(crop, "default", blur="shake:9")
     with pytest.raises(ValueError, match="max_pixels"):
         PhotoRestorer(Path("."), max_pixels=0)
 
@@ -120,11 +140,11 @@ def test_models_come_from_the_registry(restorer, monkeypatch):
     from spatial_restore import weights
 
     assert restorer.models == list(weights.SHIPPED)
-    monkeypatch.setitem(weights.SHIPPED, "deblur", "not_installed_yet")
+    monkeypatch.setitem(weights.SHIPPED, "inpaint", "not_installed_yet")
     later = PhotoRestorer(restorer.workdir, device="cpu")
-    assert "deblur" in later.models
-    with pytest.raises(RestoreError, match="model 'deblur' cannot be loaded: shipped model 'deblur' is not installed"):
-        later.restore(FLOWER, "deblur")
+    assert "inpaint" in later.models
+    with pytest.raises(RestoreError, match="model 'inpaint' cannot be loaded: shipped model 'inpaint' is not installed"):
+        later.restore(FLOWER, "inpaint")
 
 
 def test_entry_point_port_taken_exits_2(capsys):

@@ -84,6 +84,10 @@ def test_api_restores_like_the_readme_says(client, tmp_path):
     # without sigma (optional) no noise is added and nothing is scored
     restored, summary = client.predict(image=handle_file(str(crop)), model="default", api_name="/restore")
     assert summary["psnr"] is None and cv2.imread(restored).shape == (64, 64, 3)
+    # blur (optional): the CLI's --add-blur first, then scored against the sharp upload
+    restored, summary = client.predict(image=handle_file(str(crop)), model="deblur", blur="defocus:9",
+                                       api_name="/restore")
+    assert summary["blur"] == "defocus:9" and summary["psnr"] > summary["psnr_input"] + 3
 
 
 def test_api_refusals_are_messages(client, tmp_path):
@@ -100,6 +104,8 @@ def test_api_refusals_are_messages(client, tmp_path):
             client.predict(image=handle_file(str(path)), model="default", api_name="/restore")
     with pytest.raises(AppError, match="255"):  # the API takes sigma up to 255 (the page's slider: 75)
         client.predict(image=handle_file(str(broken)), model="default", sigma=300, api_name="/restore")
+    with pytest.raises(AppError, match="the size must be odd"):
+        client.predict(image=handle_file(str(broken)), model="default", blur="defocus:8", api_name="/restore")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The app's only link to the library: every call into ``spatial_restore`` goes through this module.
 
 The web app must restore exactly as ``inference.py`` does, so it runs the CLI's own per-file path
-(``inference.batch.process``: read, the CLI's ``--add-noise``, Restorer, write, PSNR) rather than a copy;
+(``inference.batch.process``: read, the CLI's ``--add-blur`` and ``--add-noise``, Restorer, write, PSNR)
+rather than a copy;
 keeping those calls in one place lets them be re-pointed when the inference package is reorganised.
 """
 
@@ -17,15 +18,15 @@ import torch
 import torch.nn as nn
 
 from ..cpu_memory import keep_freed_memory
-from ..image_io import IMAGE_SUFFIXES, read_image, to_display_u8, write_png
+from ..data.blur import BLUR_SPECS, kernel_from_spec
+from ..image_io import IMAGE_SUFFIXES, to_display_u8, write_png
 from ..inference import Restorer, pick_device
-from ..inference.batch import Job, Options, process
-from ..noise import add_gaussian_noise
+from ..inference.batch import Job, Options, load_input, process
 from ..tiling import tile_length, tile_starts
 from ..weights import SHIPPED, load_model
 
-__all__ = ["IMAGE_SUFFIXES", "Model", "load", "model_names", "pick_device", "prepare_process", "restore_file",
-           "write_preview"]
+__all__ = ["BLUR_SPECS", "IMAGE_SUFFIXES", "Model", "blur_kernel", "load", "model_names", "pick_device",
+           "prepare_process", "restore_file", "write_preview"]
 
 Tick = Callable[[int, int], None]  # (network passes done, passes in all)
 
@@ -86,11 +87,22 @@ def load(name: str, device: torch.device) -> Model:
     return Model(name, restorer, card.stride, counted)
 
 
+def blur_kernel(spec: str, seed: int) -> np.ndarray:
+    """The CLI's ``--add-blur`` kernel for ``spec``; ValueError with a one-line reason for a bad one."""
+    return kernel_from_spec(spec, seed)
+
+
+def _degrade(sigma: float, blur: np.ndarray | None, seed: int, stride: int = 8) -> Options:
+    """The CLI's options for ``--add-blur`` (a kernel or None) and ``--add-noise sigma`` (0: none)."""
+    return Options(add_noise=sigma or None, add_blur=blur, seed=seed, lpips=False, stride=stride)
+
+
 def restore_file(model: Model, source: Path, output: Path, sigma: float, seed: int, tick: Tick | None,
-                 total: int) -> tuple[dict[str, Any], list[str]]:
+                 total: int, blur: np.ndarray | None = None) -> tuple[dict[str, Any], list[str]]:
     """Restore ``source`` into the PNG ``output`` as the CLI does; returns its record and notes.
 
-    ``sigma`` > 0 adds the CLI's ``--add-noise`` first, and the clean file is then the ground truth.
+    ``blur`` (a kernel) and ``sigma`` > 0 degrade the file first as the CLI's ``--add-blur`` and
+    ``--add-noise`` do, and the clean file is then the ground truth.
     """
     notes: list[str] = []
     done = 0
@@ -101,7 +113,7 @@ def restore_file(model: Model, source: Path, output: Path, sigma: float, seed: i
         if tick is not None:
             tick(done, total)
 
-    options = Options(add_noise=sigma or None, seed=seed, lpips=False, stride=model.stride)
+    options = _degrade(sigma, blur, seed, model.stride)
     model.counted.tick = count
     try:
         record = process(Job(str(source), source, output=output), model.restorer, options, single=True,
@@ -112,8 +124,7 @@ def restore_file(model: Model, source: Path, output: Path, sigma: float, seed: i
     return record, [note.removeprefix(prefix) for note in notes]
 
 
-def write_preview(source: Path, sigma: float, seed: int, path: Path) -> None:
-    """An 8-bit PNG of what the network was given (the file, plus the same noise), for the 'before' side."""
-    picture = read_image(source)
-    rgb = add_gaussian_noise(picture.rgb, sigma, seed) if sigma else picture.rgb
+def write_preview(source: Path, sigma: float, seed: int, path: Path, blur: np.ndarray | None = None) -> None:
+    """An 8-bit PNG of what the network was given (the file, degraded as for the restore), for the 'before' side."""
+    picture, rgb = load_input(Job(str(source), source), _degrade(sigma, blur, seed))
     write_png(path, to_display_u8(picture.visible(np.clip(rgb, 0.0, 1.0))))

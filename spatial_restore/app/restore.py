@@ -34,19 +34,20 @@ class Result:
 
     name: str  # the uploaded file's name
     output: Path  # restored PNG: the input's bit depth, grey or colour, and alpha
-    before: Path  # 8-bit PNG of what the network was given (the upload, plus noise when sigma > 0)
+    before: Path  # 8-bit PNG of what the network was given (the upload, blurred and noised if asked)
     model: str
     sigma: float
+    blur: str | None  # an --add-blur spec, or None
     width: int
     height: int
     seconds: float
-    psnr_input: float | None  # only with sigma > 0: against the clean upload
+    psnr_input: float | None  # only with blur or sigma > 0: against the clean upload
     psnr: float | None
     notes: tuple[str, ...]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (the API's second output)."""
-        return {"name": self.name, "model": self.model, "sigma": self.sigma, "width": self.width,
+        return {"name": self.name, "model": self.model, "sigma": self.sigma, "blur": self.blur, "width": self.width,
                 "height": self.height, "seconds": self.seconds, "psnr_input": self.psnr_input, "psnr": self.psnr,
                 "notes": list(self.notes)}
 
@@ -85,12 +86,20 @@ class PhotoRestorer:
         self._lock = threading.Lock()  # one restore at a time: a model counts passes for one caller
 
     def restore(self, path: str | Path, model: str = "default", sigma: float | None = 0.0,
-                progress: Progress | None = None) -> Result:
-        """Restore one file; raises RestoreError with a one-line reason for anything it cannot do."""
+                progress: Progress | None = None, blur: str | None = None) -> Result:
+        """Restore one file; raises RestoreError with a one-line reason for anything it cannot do.
+
+        ``blur`` (an ``inference.py --add-blur`` spec; None, "" or "none": no blur) and ``sigma`` degrade
+        the file first, as the CLI's options do, to try a model on a clean photo."""
         source = Path(path)
         sigma = float(sigma or 0.0)
         if not 0.0 <= sigma <= MAX_SIGMA:
             raise RestoreError(f"noise sigma must be between 0 and {MAX_SIGMA:g}, got {sigma:g}")
+        blur = None if (blur or "none").strip().lower() == "none" else blur.strip()
+        try:
+            kernel = None if blur is None else engine.blur_kernel(blur, SEED)
+        except ValueError as err:
+            raise RestoreError(str(err)) from err
         if not source.is_file():
             raise RestoreError(f"{source.name}: no such file")
         size = header_size(source, self.max_pixels)
@@ -100,11 +109,11 @@ class PhotoRestorer:
             output, before = folder / f"{source.stem}.png", folder / f"{source.stem}_input.png"
             total = network.passes(size[1], size[0]) if size else 1  # unknown size: one step
             start = time.perf_counter()
-            record, notes = engine.restore_file(network, source, output, sigma, SEED, progress, total)
+            record, notes = engine.restore_file(network, source, output, sigma, SEED, progress, total, kernel)
             if record["status"] != "ok":
                 raise RestoreError(f"{source.name}: {record['message']}")
-            engine.write_preview(source, sigma, SEED, before)
-        return Result(name=source.name, output=output, before=before, model=model, sigma=sigma,
+            engine.write_preview(source, sigma, SEED, before, kernel)
+        return Result(name=source.name, output=output, before=before, model=model, sigma=sigma, blur=blur,
                       width=record["width"], height=record["height"],
                       seconds=round(time.perf_counter() - start, 2), psnr_input=record.get("psnr_input"),
                       psnr=record.get("psnr"), notes=tuple(notes))

@@ -20,6 +20,7 @@ MAX_UPLOAD = "200mb"  # per file; the pixel limit (--max-pixels) is what bounds 
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])  # strings: system fonts, never fetched
 FILE_TYPES = list(engine.IMAGE_SUFFIXES)
+BLUR_CHOICES = ["none", "defocus:9", "linear:15", "linear:15:45", "trajectory:19"]  # a few of the training kernels
 
 
 def _escape(message: str) -> str:
@@ -36,13 +37,15 @@ def _fmt(value: float | None) -> str:
 
 
 def report(results: list[Result], failures: list[str]) -> str:
-    """A markdown line per image: size, time, PSNR when noise was added, the library's notes; then why
-    each refused file was refused."""
+    """A markdown line per image: size, time, PSNR when blur or noise was added, the library's notes; then
+    why each refused file was refused."""
     lines = []
     for r in results:
         line = f"**{_escape(r.name)}**: {r.width}x{r.height}, {r.model}, {r.seconds:.1f} s"
         if r.psnr is not None:
-            line += f"; PSNR with noise σ={r.sigma:g}: {_fmt(r.psnr_input)}, restored: {_fmt(r.psnr)}"
+            added = [f"blur {_escape(r.blur)}"] if r.blur else []
+            added += [f"noise σ={r.sigma:g}"] if r.sigma else []
+            line += f"; PSNR with {' and '.join(added)}: {_fmt(r.psnr_input)}, restored: {_fmt(r.psnr)}"
         lines.append("- " + line + "".join(f"<br>{_escape(note)}" for note in r.notes))
     lines += [f"- not restored: {_escape(message)}" for message in failures]
     return "\n".join(lines)
@@ -51,7 +54,7 @@ def report(results: list[Result], failures: list[str]) -> str:
 def build(restorer: PhotoRestorer) -> gr.Blocks:
     """The page (upload, model, noise, before/after, downloads) and the API endpoint ``/restore``."""
 
-    def restore_uploads(files: list[str] | None, model: str, sigma: float,
+    def restore_uploads(files: list[str] | None, model: str, sigma: float, blur: str,
                         progress=gr.Progress()):  # noqa: B008 (how Gradio hands a handler its progress bar)
         if not files:
             raise gr.Error("Add one or more images first.", print_exception=False)
@@ -66,7 +69,7 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
 
             progress((index, len(files)), desc=f"{name}: starting")
             try:
-                results.append(restorer.restore(path, model, sigma, tick))
+                results.append(restorer.restore(path, model, sigma, tick, blur))
             except RestoreError as err:
                 failures.append(str(err))
         if not results:
@@ -81,10 +84,10 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
         chosen = next((r for r in results if r.name == name), None)
         return None if chosen is None else (str(chosen.before), str(chosen.output))
 
-    def restore(image: str, model: str = "default", sigma: float = 0.0) -> tuple[str, dict[str, Any]]:
+    def restore(image: str, model: str = "default", sigma: float = 0.0, blur: str = "") -> tuple[str, dict[str, Any]]:
         """Restore one image file: returns the restored PNG (bit depth, grey and alpha as the input) and a summary."""
         try:
-            result = restorer.restore(image, model, sigma)
+            result = restorer.restore(image, model, sigma, blur=blur)
         except RestoreError as err:
             raise _error(err) from err
         return str(result.output), result.summary()
@@ -100,6 +103,10 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
                 sigma = gr.Slider(0, 75, value=0, step=1, label="Add noise σ (0-255 scale)",
                                   info="Try a denoiser on a clean photo: noise is added first and PSNR is shown. "
                                        "0: restore the image as it is.", elem_id="sigma")
+                blur = gr.Dropdown(BLUR_CHOICES, value="none", label="Add blur", allow_custom_value=True,
+                                   info=f"Try the deblurrer on a sharp photo: blurred first (before the noise), "
+                                        f"PSNR shown; or type {engine.BLUR_SPECS} (odd sizes, px).",
+                                   elem_id="blur")
                 run = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column(scale=2):
                 slider = gr.ImageSlider(label="Before / after", type="filepath", interactive=False,
@@ -109,16 +116,17 @@ def build(restorer: PhotoRestorer) -> gr.Blocks:
                 downloads = gr.File(label="Restored PNGs", file_count="multiple", interactive=False,
                                     elem_id="downloads")
         results = gr.State([])
-        run.click(restore_uploads, [files, model, sigma], [downloads, slider, shown, summary, results],
+        run.click(restore_uploads, [files, model, sigma, blur], [downloads, slider, shown, summary, results],
                   api_visibility="private", concurrency_id="restore")
         shown.change(show, [shown, results], slider, api_visibility="private")
         with gr.Row(visible=False):  # the API's own components: one file in, the PNG and a summary out
             image = gr.File(label="image", file_types=FILE_TYPES)
             api_sigma = gr.Number(0, minimum=0, maximum=MAX_SIGMA, label="sigma")  # the page's slider stops at 75
+            api_blur = gr.Textbox("", label="blur")
             restored = gr.File(label="restored")
             details = gr.JSON(label="summary")
             call = gr.Button()
-        call.click(restore, [image, model, api_sigma], [restored, details], api_name="restore",
+        call.click(restore, [image, model, api_sigma, api_blur], [restored, details], api_name="restore",
                    concurrency_id="restore")
     return blocks
 
