@@ -25,7 +25,7 @@ from ..inference.batch import Job, Options, load_input, process
 from ..tiling import tile_length, tile_starts
 from ..weights import SHIPPED, load_model
 
-__all__ = ["BLUR_SPECS", "IMAGE_SUFFIXES", "Model", "blur_kernel", "load", "model_names", "pick_device",
+__all__ = ["BLUR_SPECS", "IMAGE_SUFFIXES", "Model", "kernel_from_spec", "load", "model_names", "pick_device",
            "prepare_process", "restore_file", "write_preview"]
 
 Tick = Callable[[int, int], None]  # (network passes done, passes in all)
@@ -85,11 +85,6 @@ def load(name: str, device: torch.device) -> Model:
     counted = _Counted(network)
     restorer = Restorer(counted, device, stride=card.stride, in_channels=card.in_channels)
     return Model(name, restorer, card.stride, counted)
-
-
-def blur_kernel(spec: str, seed: int) -> np.ndarray:
-    """The CLI's ``--add-blur`` kernel for ``spec``; ValueError with a one-line reason for a bad one."""
-    return kernel_from_spec(spec, seed)
 
 
 def _degrade(sigma: float, blur: np.ndarray | None, seed: int, stride: int = 8) -> Options:

@@ -97,7 +97,7 @@ class PhotoRestorer:
             raise RestoreError(f"noise sigma must be between 0 and {MAX_SIGMA:g}, got {sigma:g}")
         blur = None if (blur or "none").strip().lower() == "none" else blur.strip()
         try:
-            kernel = None if blur is None else engine.blur_kernel(blur, SEED)
+            kernel = None if blur is None else engine.kernel_from_spec(blur, SEED)  # the CLI's --add-blur kernel
         except ValueError as err:
             raise RestoreError(str(err)) from err
         if not source.is_file():

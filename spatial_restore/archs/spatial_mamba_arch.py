@@ -312,21 +312,19 @@ class SpatialMambaBlock(nn.Module):
         self.mlp = GatedDWConvFFN(dim, hidden, drop, backend, fuse_dwconv) if ffn == "gdfn" else MLP(dim, hidden, drop)
         self.backend, self.fuse_dwconv = backend, fuse_dwconv
 
-    @staticmethod
-    def _cpe(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-    def _fused_cpe(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
-        """x + conv(x) as one Triton kernel where the backend is Triton and fusion is on; else None."""
-        return dwconv_residual(x, conv.weight, conv.bias, backend=self.backend) if self.fuse_dwconv else None
+    def _cpe_residual(self, conv: nn.Conv2d, x: torch.Tensor, keep_input: bool) -> torch.Tensor:
+        """x + conv(x): one Triton kernel where the backend is Triton and fusion is on; else torch's conv,
+        the add written into the fresh conv output (``keep_input``: x stays intact) or into x (no autograd)."""
+        fused = dwconv_residual(x, conv.weight, conv.bias, backend=self.backend) if self.fuse_dwconv else None
+        if fused is not None:
+            return fused
+        y = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return _add(y, x) if keep_input else _add(x, y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self._fused_cpe(self.cpe1, x)
-        # unfused, the fresh cpe output takes the sum: the input stays intact
-        x = fused if fused is not None else _add(self._cpe(self.cpe1, x), x)
+        x = self._cpe_residual(self.cpe1, x, keep_input=True)  # the block's input belongs to the caller
         x = _add(x, self.drop_path(self.self_attention(self.ln_1(x))))
-        fused = self._fused_cpe(self.cpe2, x)
-        x = fused if fused is not None else _add(x, self._cpe(self.cpe2, x))
+        x = self._cpe_residual(self.cpe2, x, keep_input=False)
         return _add(x, self.drop_path(self.mlp(self.ln_2(x))))
 
 
