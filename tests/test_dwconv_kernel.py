@@ -1,5 +1,5 @@
-"""The Triton depthwise-conv kernels (residual and GELU-gate epilogues) on the CPU interpreter against the
-reference, forward and every gradient; and the network's blocks with the fusion on against it off.
+"""The Triton depthwise-conv kernels (residual, SiLU and GELU-gate epilogues) on the CPU interpreter against
+the reference, forward and every gradient; and the network's blocks with the fusion on against it off.
 
 Shapes are tiny (the interpreter runs every program in Python); a tile override makes the kernels cross
 tile borders in rows, columns and channels, where a wrong halo or mask would show.
@@ -24,7 +24,7 @@ from spatial_restore.kernels import triton_dwconv as dwconv  # noqa: E402
 if os.environ["TRITON_INTERPRET"] == "1" and type(dwconv._dwconv_kernel).__name__ != "InterpretedFunction":
     importlib.reload(dwconv)  # imported before the variable was set: re-decorate the kernels
 
-# (B, H, W, C out, tiles): C out is the conv's channel count for the residual, half of it for the gate
+# (B, H, W, C out, tiles): C out is the conv's channel count, except for the gate (half of it)
 SHAPES = [
     (2, 5, 7, 6, None),  # odd, non-square, C not a power of two; one tile per image, batch offsets
     (1, 5, 7, 6, [2, 4, 4, 2]),  # ragged tiles in rows, columns, channels (halos cross every border);
@@ -34,57 +34,82 @@ SHAPES = [
     (1, 4, 1, 3, None),  # W = 1
     (1, 1, 1, 3, [1, 1, 2, 2]),  # one pixel, one-element tiles, backward loop half off the image
 ]
-EPILOGUES = ("residual", "gate")
+EPILOGUES = ("residual", "silu", "gate")
 
 
 def case(b, h, w, c, epilogue, seed):
     g = torch.Generator().manual_seed(seed)
-    n = c if epilogue == "residual" else 2 * c
+    n = 2 * c if epilogue == "gate" else c
     x = torch.randn(b, h, w, n, generator=g, dtype=torch.float64)
     return x, torch.randn(n, 1, 3, 3, generator=g, dtype=torch.float64) / 3, torch.randn(n, generator=g,
                                                                                          dtype=torch.float64)
 
 
-def run_both(shape, epilogue, dtype):
-    """Triton on x cast to dtype (parameters fp32) vs the float64 reference on the same rounded values."""
+def run_both(shape, epilogue, dtype, slice_of: int = 0):
+    """Triton on x cast to dtype (parameters fp32) vs the float64 reference on the same rounded values.
+    ``slice_of`` > 0: x is the first channels of a contiguous tensor that many channels wider (read in
+    place, as the mixer's x half of in_proj's output)."""
     b, h, w, c, tiles = shape
     x, weight, bias = case(b, h, w, c, epilogue, case_seed())
-    tri = [x.to(dtype).requires_grad_(), weight.float().requires_grad_(), bias.float().requires_grad_()]
-    ref = [t.detach().double().requires_grad_() for t in tri]
-    y = dwconv.dwconv_triton(*tri, epilogue, tiles)
+    wide = torch.cat([x, torch.full((*x.shape[:-1], slice_of), float("nan"), dtype=x.dtype)], dim=-1)
+    leaf = wide.to(dtype).requires_grad_()
+    tri = [leaf, weight.float().requires_grad_(), bias.float().requires_grad_()]
+    ref = [t.detach()[..., : x.shape[-1]].double().requires_grad_() for t in tri[:1]]
+    ref += [t.detach().double().requires_grad_() for t in tri[1:]]
+    y = dwconv.dwconv_triton(leaf[..., : x.shape[-1]], *tri[1:], epilogue, tiles)
     y_ref = dwconv.dwconv_ref(*ref, epilogue)
     dy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype)
     y.backward(dy)
     y_ref.backward(dy.double())
-    return y, y_ref, tri, ref
+    grads = [t.grad for t in tri]
+    if slice_of:  # the gradient of the unread channels is zero
+        assert torch.equal(grads[0][..., x.shape[-1]:], torch.zeros_like(grads[0][..., x.shape[-1]:]))
+        grads[0] = grads[0][..., : x.shape[-1]]
+    return y, y_ref, grads, [r.grad for r in ref]
 
 
 @pytest.mark.parametrize("epilogue", EPILOGUES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:4])) + ("-tiled" if s[4] else ""))
 def test_float32_matches_reference(shape, epilogue):
-    y, y_ref, tri, ref = run_both(shape, epilogue, torch.float32)
+    y, y_ref, grads, ref_grads = run_both(shape, epilogue, torch.float32)
     b, h, w, c, _ = shape
     assert y.dtype == torch.float32 and y.shape == (b, h, w, c) and y.is_contiguous()
     # fp32 arithmetic (observed ~1e-7): 1e-5 relative to the tensor's max still catches any wrong
     # tap, halo, mask or flip (errors of order 1)
     assert rel_err(y, y_ref) < 1e-5
-    for name, t, r in zip(("x", "weight", "bias"), tri, ref):
-        assert t.grad.dtype == torch.float32 and t.grad.shape == t.shape, name
-        assert rel_err(t.grad, r.grad) < 1e-5, name
+    for name, g, r in zip(("x", "weight", "bias"), grads, ref_grads):
+        assert g.dtype == torch.float32 and g.shape == r.shape, name
+        assert rel_err(g, r) < 1e-5, name
 
 
 @pytest.mark.parametrize("epilogue", EPILOGUES)
 @pytest.mark.parametrize("shape", SHAPES[:1], ids=["2x5x7x6"])  # the dtype only enters loads and stores
 def test_bfloat16_matches_reference(shape, epilogue):
-    y, y_ref, tri, ref = run_both(shape, epilogue, torch.bfloat16)
+    y, y_ref, grads, ref_grads = run_both(shape, epilogue, torch.bfloat16)
     assert y.dtype == torch.bfloat16
     # fp32 arithmetic, output rounded once to bf16 (2^-8 relative)
     assert rel_err(y, y_ref) < 1e-2
     # dx is rounded to bf16 once more (and the gate's (da, dv) before the transposed conv); dweight and
     # dbias are fp32 sums of those: 2e-2 relative to the tensor's max
-    assert tri[0].grad.dtype == torch.bfloat16
-    for name, t, r in zip(("x", "weight", "bias"), tri, ref):
-        assert rel_err(t.grad, r.grad) < 2e-2, name
+    assert grads[0].dtype == torch.bfloat16
+    for name, g, r in zip(("x", "weight", "bias"), grads, ref_grads):
+        assert rel_err(g, r) < 2e-2, name
+
+
+@pytest.mark.parametrize("epilogue", EPILOGUES)
+@pytest.mark.parametrize("shape", SHAPES[:2], ids=["2x5x7x6", "1x5x7x6-tiled"])
+def test_channel_slice_is_read_in_place(shape, epilogue, monkeypatch):
+    """A channel slice of a wider tensor (NaN in the channels beyond it, which must never be read) gives
+    the same results as the contiguous tensor, and the kernels read it where it lies (no copy)."""
+    read = []
+    launch = dwconv._launch
+    monkeypatch.setattr(dwconv, "_launch", lambda x, *a: (read.append(x.stride(2)), launch(x, *a))[1])
+    y, y_ref, grads, ref_grads = run_both(shape, epilogue, torch.float32, slice_of=3)
+    n = shape[3] * (2 if epilogue == "gate" else 1)
+    assert read and set(read) == {n + 3}  # every launch read the wide tensor's positions, never a copy
+    assert rel_err(y, y_ref) < 1e-5
+    for name, g, r in zip(("x", "weight", "bias"), grads, ref_grads):
+        assert rel_err(g, r) < 1e-5, name
 
 
 def test_reference_is_the_unfused_network_code():
@@ -103,6 +128,8 @@ def test_reference_is_the_unfused_network_code():
         conv5.bias.copy_(bias[:5])
         torch.testing.assert_close(dwconv.dwconv_ref(x5, weight[:5], bias[:5], "residual"),
                                    x5 + conv5(x5.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+        torch.testing.assert_close(dwconv.dwconv_ref(x5, weight[:5], bias[:5], "silu"),
+                                   torch.nn.functional.silu(conv5(x5.permute(0, 3, 1, 2))).permute(0, 2, 3, 1))
 
 
 def test_custom_op_is_registered_with_autograd_and_compiles_without_graph_break():
@@ -123,13 +150,14 @@ def test_custom_op_is_registered_with_autograd_and_compiles_without_graph_break(
 def test_dispatch_returns_none_unless_the_backend_is_triton(monkeypatch):
     x, weight, bias = (t.float() for t in case(1, 3, 4, 4, "residual", case_seed()))
     monkeypatch.delenv(kernels.ENV_VAR, raising=False)
-    assert kernels.dwconv_residual(x, weight, bias) is None  # CPU tensors: the reference backend
-    assert kernels.dwconv_gelu_gate(x, weight, bias) is None
-    assert kernels.dwconv_residual(x, weight, bias, backend="reference") is None
-    y = kernels.dwconv_gelu_gate(x, weight, bias, backend="triton")
+    for epilogue in EPILOGUES:  # CPU tensors: the reference backend
+        assert kernels.fused_dwconv(x, weight, bias, epilogue) is None
+    assert kernels.fused_dwconv(x, weight, bias, "residual", backend="reference") is None
+    y = kernels.fused_dwconv(x, weight, bias, "gate", backend="triton")
     assert y.shape == (1, 3, 4, 2) and rel_err(y, dwconv.dwconv_ref(x, weight, bias, "gate")) < 1e-5
     monkeypatch.setenv(kernels.ENV_VAR, "triton")
-    assert rel_err(kernels.dwconv_residual(x, weight, bias), dwconv.dwconv_ref(x, weight, bias, "residual")) < 1e-5
+    y = kernels.fused_dwconv(x, weight, bias, "silu")
+    assert rel_err(y, dwconv.dwconv_ref(x, weight, bias, "silu")) < 1e-5
 
 
 def test_rejects_bad_inputs():
@@ -142,7 +170,7 @@ def test_rejects_bad_inputs():
     with pytest.raises(ValueError, match="powers of two"):
         dwconv.dwconv_triton(x, weight, bias, "residual", [3, 4, 4, 1])
     with pytest.raises(ValueError, match="epilogue"):
-        dwconv.dwconv_triton(x, weight, bias, "silu")
+        dwconv.dwconv_triton(x, weight, bias, "relu")
     with pytest.raises(ValueError, match="weight"):
         dwconv.dwconv_triton(x, weight[:2], bias, "residual")
 
@@ -197,6 +225,6 @@ def test_block_fused_equals_unfused_and_cpu_default_is_unchanged(count_fused):
 
     x = torch.randn(1, 3, 5, 6, generator=torch.Generator().manual_seed(case_seed()))
     fused_against_unfused(lambda **kw: SpatialMambaBlock(6, ffn="gdfn", mlp_ratio=1.5, **kw), x)
-    assert count_fused == {"residual": 2, "gate": 1}  # the unfused module ran none
+    assert count_fused == {"residual": 2, "silu": 1, "gate": 1}  # the unfused module ran none
     SpatialMambaBlock(6, ffn="gdfn")(x)  # the default backend on CPU tensors: torch's ops
-    assert count_fused == {"residual": 2, "gate": 1}
+    assert count_fused == {"residual": 2, "silu": 1, "gate": 1}

@@ -101,14 +101,14 @@ def test_layer_norm_kernel_matches_reference(n, gated):
 DWCONV_SHAPES = [(2, 17, 19, 40), (1, 300, 301, 64), (1, 1024, 1024, 128), (8, 256, 256, 96)]
 
 
-@pytest.mark.parametrize("epilogue", ["residual", "gate"])
+@pytest.mark.parametrize("epilogue", ["residual", "silu", "gate"])
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16), ids=lambda t: str(t).removeprefix("torch."))
 @pytest.mark.parametrize("shape", DWCONV_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_dwconv_kernel_matches_reference(shape, dtype, epilogue):
     from spatial_restore.kernels.triton_dwconv import dwconv_ref, dwconv_triton
 
     b, h, w, c = shape
-    n = c if epilogue == "residual" else 2 * c
+    n = 2 * c if epilogue == "gate" else c
     g = torch.Generator(device="cuda").manual_seed(n)
     x = torch.randn(b, h, w, n, device="cuda", generator=g).to(dtype)
     weight = torch.randn(n, 1, 3, 3, device="cuda", generator=g) / 3
@@ -127,6 +127,20 @@ def test_dwconv_kernel_matches_reference(shape, dtype, epilogue):
     errors = {"y": rel_err(y, y_ref), **{"d" + k: rel_err(t.grad, r.grad)
                                          for k, t, r in zip(("x", "weight", "bias"), leaves, refs)}}
     assert {k: v for k, v in errors.items() if v >= (tol_y if k == "y" else tol_grad)} == {}
+
+
+def test_pointwise_gemm_equals_the_conv(monkeypatch):
+    """The GDFN's 1x1 convs run as a GEMM with a bias epilogue on CUDA: the same map as the conv (fp32, no TF32)."""
+    from spatial_restore.archs.spatial_mamba_arch import _pointwise
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(24, 40, 1).cuda()
+    x = torch.randn(2, 13, 17, 24, device="cuda")
+    y = _pointwise(conv, x)
+    ref = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    assert y.shape == (2, 13, 17, 40) and y.is_contiguous() and rel_err(y, ref.double()) < 1e-5
 
 
 def _unet_pair(**kw):

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..kernels import SCAN_CODES, SASFInputs, dwconv_gelu_gate, dwconv_residual, layer_norm, sasf
+from ..kernels import SCAN_CODES, SASFInputs, fused_dwconv, layer_norm, sasf
 
 # Official variants (classification/configs/spatialmamba/*.yaml): configs as data.
 VARIANTS: dict[str, dict] = {
@@ -166,6 +166,7 @@ class StructureAwareSSM(nn.Module):
         dt_init_floor: float = 1e-4,
         backend: str | None = None,
         scan_direction: str = "row",
+        fuse_dwconv: bool = True,
     ):
         super().__init__()
         if d_state != 1:
@@ -173,6 +174,7 @@ class StructureAwareSSM(nn.Module):
         d_inner = int(expand * d_model)
         rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.d_inner, self.dt_rank, self.d_state, self.backend = d_inner, rank, d_state, backend
+        self.fuse_dwconv = fuse_dwconv
         # Registered first, as in the official module, so the state_dict order matches.
         self.x_proj_weight = nn.Parameter(torch.empty(rank + 2 * d_state, d_inner))
         self.dt_projs_weight = nn.Parameter(torch.empty(d_inner, rank))
@@ -214,8 +216,11 @@ class StructureAwareSSM(nn.Module):
         """
         b, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        u = F.silu(self.conv2d(x.permute(0, 3, 1, 2)), inplace=_inplace())  # channels-last memory (b, d, H, W)
-        u = u.permute(0, 2, 3, 1).reshape(b, h * w, self.d_inner)  # (b, L, d), a view
+        conv = self.conv2d
+        u = fused_dwconv(x, conv.weight, conv.bias, "silu", backend=self.backend) if self.fuse_dwconv else None
+        if u is None:  # torch's conv; its output has channels-last memory (b, d, H, W)
+            u = F.silu(conv(x.permute(0, 3, 1, 2)), inplace=_inplace()).permute(0, 2, 3, 1)
+        u = u.reshape(b, h * w, self.d_inner)  # (b, L, d), a view
         dt_low, B, C = torch.split(F.linear(u, self.x_proj_weight), [self.dt_rank, self.d_state, self.d_state], -1)
         fusion = self.state_fusion
         inputs = SASFInputs(u, F.linear(dt_low, self.dt_projs_weight), -torch.exp(self.A_logs), B.reshape(b, -1),
@@ -247,11 +252,20 @@ class MLP(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv of channels-last x (B, H, W, C) -> (B, H, W, C') contiguous. On CUDA one GEMM with the
+    bias in its epilogue (cuDNN adds a conv's bias in a broadcast kernel of its own); elsewhere the conv
+    (oneDNN's is faster than the GEMM on CPU). The parameters stay the conv's, as checkpoints hold them."""
+    if x.is_cuda:
+        return F.linear(x, conv.weight.flatten(1), conv.bias)
+    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
 class GatedDWConvFFN(nn.Module):
     """Gated depthwise-conv FFN (Restormer's GDFN) on channels-last input: local mixing for restoration.
 
     Where the SASF op runs Triton (and ``fuse_dwconv``), dwconv, chunk, GELU and gate are one Triton
-    kernel (``kernels.dwconv_gelu_gate``) reading project_in's channels-last output; elsewhere torch's ops.
+    kernel (``kernels.fused_dwconv``) reading project_in's output; elsewhere torch's ops.
     """
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0, backend: str | None = None,
@@ -264,14 +278,14 @@ class GatedDWConvFFN(nn.Module):
         self.backend, self.fuse_dwconv = backend, fuse_dwconv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project_in(x.permute(0, 3, 1, 2))  # channels-last memory
-        gated = (dwconv_gelu_gate(y.permute(0, 2, 3, 1), self.dwconv.weight, self.dwconv.bias, backend=self.backend)
-                 if self.fuse_dwconv else None)
-        if gated is not None:  # (B, H, W, hidden) contiguous: channels-last memory for project_out
-            return self.drop(self.project_out(gated.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
-        x1, x2 = self.dwconv(y).chunk(2, dim=1)
-        # x1 * x2 out of place: a dense product, which project_out reads without a copy
-        return self.drop(self.project_out(_gelu(x1) * x2)).permute(0, 2, 3, 1)
+        y = _pointwise(self.project_in, x)  # (B, H, W, 2 hidden) contiguous
+        dw = self.dwconv
+        gated = fused_dwconv(y, dw.weight, dw.bias, "gate", backend=self.backend) if self.fuse_dwconv else None
+        if gated is None:
+            x1, x2 = dw(y.permute(0, 3, 1, 2)).chunk(2, dim=1)
+            # x1 * x2 out of place: a dense product in channels-last memory, which project_out reads without a copy
+            gated = (_gelu(x1) * x2).permute(0, 2, 3, 1)
+        return self.drop(_pointwise(self.project_out, gated))
 
 
 FFNS = ("mlp", "gdfn")
@@ -281,8 +295,8 @@ class SpatialMambaBlock(nn.Module):
     """x += cpe1(x); x += DropPath(SASF(LN(x))); x += cpe2(x); x += DropPath(FFN(LN(x))), channels-last.
 
     ``fuse_dwconv``: where the SASF op runs Triton, each x + cpe(x) is one Triton kernel
-    (``kernels.dwconv_residual``), and so is the GDFN's dwconv + GELU gate; False keeps torch's ops
-    (for A/B timing). Elsewhere (the CPU) it changes nothing.
+    (``kernels.fused_dwconv``), and so are the mixer's dwconv + SiLU and the GDFN's dwconv + GELU gate;
+    False keeps torch's ops (for A/B timing). Elsewhere (the CPU) it changes nothing.
     """
 
     def __init__(
@@ -304,7 +318,7 @@ class SpatialMambaBlock(nn.Module):
         self.cpe1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_1 = LayerNorm(dim, backend)
         self.self_attention = StructureAwareSSM(dim, d_state=d_state, dt_init=dt_init, backend=backend,
-                                                scan_direction=scan_direction)
+                                                scan_direction=scan_direction, fuse_dwconv=fuse_dwconv)
         self.drop_path = DropPath(drop_path)
         self.cpe2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.ln_2 = LayerNorm(dim, backend)
@@ -315,7 +329,7 @@ class SpatialMambaBlock(nn.Module):
     def _cpe_residual(self, conv: nn.Conv2d, x: torch.Tensor, keep_input: bool) -> torch.Tensor:
         """x + conv(x): one Triton kernel where the backend is Triton and fusion is on; else torch's conv,
         the add written into the fresh conv output (``keep_input``: x stays intact) or into x (no autograd)."""
-        fused = dwconv_residual(x, conv.weight, conv.bias, backend=self.backend) if self.fuse_dwconv else None
+        fused = fused_dwconv(x, conv.weight, conv.bias, "residual", backend=self.backend) if self.fuse_dwconv else None
         if fused is not None:
             return fused
         y = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

@@ -24,8 +24,7 @@ __all__ = [
     "ENV_VAR",
     "SCAN_CODES",
     "SASFInputs",
-    "dwconv_gelu_gate",
-    "dwconv_residual",
+    "fused_dwconv",
     "last_backend",
     "layer_norm",
     "linear_scan",
@@ -148,21 +147,13 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     return _triton_impl("triton_layer_norm").layer_norm_triton(x, weight, bias, eps, gate, out_dtype)
 
 
-def dwconv_residual(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
-                    backend: str | None = None) -> torch.Tensor | None:
-    """x + dwconv3x3(x) (zero padding, bias) on channels-last x (B, H, W, C), in x's dtype, as one Triton
-    kernel when the backend for x is Triton; None otherwise, so that the caller runs its own PyTorch path
-    (see kernels/triton_dwconv.py). weight (C, 1, 3, 3), bias (C,): an nn.Conv2d's with groups=C."""
+def fused_dwconv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: str, *,
+                 backend: str | None = None) -> torch.Tensor | None:
+    """A depthwise 3x3 conv (zero padding, bias; weight (N, 1, 3, 3), bias (N,): an nn.Conv2d's with
+    groups=N) of channels-last x (B, H, W, N) and its epilogue, in x's dtype, as one Triton kernel when
+    the backend for x is Triton; None otherwise, so that the caller runs its own PyTorch path. Epilogues:
+    ``"residual"`` x + conv(x); ``"silu"`` silu(conv(x)); ``"gate"`` gelu(a) * v, (a, v) the conv's channel
+    halves, (B, H, W, N/2). See kernels/triton_dwconv.py."""
     if resolve_backend(backend, x.device, x.dtype) != "triton":
         return None
-    return _triton_impl("triton_dwconv").dwconv_triton(x, weight, bias, "residual")
-
-
-def dwconv_gelu_gate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
-                     backend: str | None = None) -> torch.Tensor | None:
-    """gelu(a) * v, (a, v) the channel halves of dwconv3x3(x) (zero padding, bias, exact GELU), on
-    channels-last x (B, H, W, 2C) -> (B, H, W, C) contiguous, in x's dtype, as one Triton kernel when the
-    backend for x is Triton; None otherwise (see kernels/triton_dwconv.py)."""
-    if resolve_backend(backend, x.device, x.dtype) != "triton":
-        return None
-    return _triton_impl("triton_dwconv").dwconv_triton(x, weight, bias, "gate")
+    return _triton_impl("triton_dwconv").dwconv_triton(x, weight, bias, epilogue)

@@ -1,16 +1,21 @@
 """Depthwise 3x3 convolution (zero padding, bias) with a fused epilogue, on channels-last memory, in Triton.
 
-Each restoration block runs two ``x + cpe(x)`` steps and the GDFN's ``gelu(a) * v`` of a depthwise 3x3
-conv; unfused, the residual add, chunk, GELU and gate product each read and write the whole activation
-again (the U-Net's 1024² profile has ~25 of 66 ms in elementwise kernels). Here one kernel reads the
-(B, H, W, N) input once per tile of positions (its 1-pixel halo comes from cache), convolves in float32
-and writes only the epilogue's result, in the input's dtype:
+Each restoration block runs two ``x + cpe(x)`` steps, the SASF mixer's ``silu(dwconv(x))`` and the
+GDFN's ``gelu(a) * v`` of a depthwise 3x3 conv; unfused, the bias (cuDNN adds it in a broadcast kernel of
+its own), residual add, chunk, activation and gate product each read and write the whole activation
+again. Here one kernel reads the (B, H, W, N) input once per tile of positions (its 1-pixel halo comes
+from cache), convolves in float32 and writes only the epilogue's result, in the input's dtype:
 
   residual  y = x + dwconv(x)                                            N = C channels in and out
+  silu      y = silu(dwconv(x))                                          N = C channels in and out
   gate      y = gelu(a) * v, (a, v) = the two channel halves of dwconv(x)   N = 2C in, C out
 
-Backward keeps no activation but x: the same kernel, in its gate-gradient epilogue, recomputes a and v and
-writes the gradient at the conv's output, (da, dv) = (g v gelu'(a), g gelu(a)); then one kernel gives
+The input may be a channel slice of a wider channels-last tensor (the mixer's x half of in_proj's
+output): positions are read with the input's own pixel stride, so no copy is made of it.
+
+Backward keeps no activation but x: the same kernel, in a gradient epilogue, recomputes the conv and
+writes the gradient at its output ((da, dv) = (g v gelu'(a), g gelu(a)) for the gate, g silu'(a) for
+the SiLU; the residual needs none); then one kernel gives
 dx as the transposed conv of that gradient (the correlation with the flipped taps; plus g itself, the
 residual's identity path) and per-program partial sums for dweight and dbias, finished by torch (no
 atomics). ``dwconv_ref`` is the reference the kernels are tested against.
@@ -26,9 +31,10 @@ import triton
 import triton.language as tl
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# epilogue codes (compile-time); GATE_GRAD is the gate's backward up to the conv
-RESIDUAL, GATE, GATE_GRAD = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
-EPILOGUES = {"residual": RESIDUAL.value, "gate": GATE.value}
+# epilogue codes (compile-time); *_GRAD are the activations' backward up to the conv
+RESIDUAL, GATE, GATE_GRAD, SILU, SILU_GRAD = (tl.constexpr(i) for i in range(5))
+EPILOGUES = {"residual": RESIDUAL.value, "gate": GATE.value, "silu": SILU.value}
+GRAD_EPILOGUE = {GATE.value: GATE_GRAD.value, SILU.value: SILU_GRAD.value}
 
 
 def dwconv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: str) -> torch.Tensor:
@@ -40,6 +46,8 @@ def dwconv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilog
     y = y.permute(0, 2, 3, 1)
     if epilogue == "residual":
         return (xc + y).to(x.dtype)
+    if epilogue == "silu":
+        return F.silu(y).to(x.dtype)
     a, v = y.chunk(2, dim=-1)
     return (F.gelu(a) * v).to(x.dtype)
 
@@ -57,47 +65,55 @@ def _tile(th, C, H, W, BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr):
 
 
 @triton.jit
-def _offsets(b, hh, ww, c, H, W, N):
-    """64-bit element offsets of positions (hh, ww) x channels c in a contiguous (B, H, W, N) tensor."""
-    return ((b * H + hh).to(tl.int64) * W + ww)[:, None] * N + c[None, :]
+def _offsets(b, hh, ww, c, H, W, S):
+    """64-bit element offsets of positions (hh, ww) x channels c in a (B, H, W, *) tensor whose positions
+    lie S elements apart (S = its channel count when contiguous)."""
+    return ((b * H + hh).to(tl.int64) * W + ww)[:, None] * S + c[None, :]
 
 
 @triton.jit
-def _load(ptr, b, hh, ww, c, cm, H, W, N):
+def _load(ptr, b, hh, ww, c, cm, H, W, S):
     """ptr[b, hh, ww, c] in float32, zero outside the image (the conv's zero padding)."""
     inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-    x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, N), mask=inside[:, None] & cm[None, :], other=0.0)
+    x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, S), mask=inside[:, None] & cm[None, :], other=0.0)
     return x.to(tl.float32)
 
 
 @triton.jit
-def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, N, BP: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr):
+def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, S, BP: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr):
     """sum over the taps k = 3 ky + kx of w[c, k] * ptr[b, hh + ky - 1, ww + kx - 1, c]; FLIP uses
     w[c, 8 - k], which makes it the transposed conv (the input gradient of the plain one)."""
     acc = tl.zeros((BP, BC), dtype=tl.float32)
     for k in tl.static_range(9):
         tap = 8 - k if FLIP else k
         wk = tl.load(w_ptr + c * 9 + tap, mask=cm, other=0.0)
-        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, N)
+        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, S)
     return acc
 
 
 @triton.jit
-def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, BH: tl.constexpr, BW: tl.constexpr,
+def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, N, SX, BH: tl.constexpr, BW: tl.constexpr,
                    BC: tl.constexpr, EPILOGUE: tl.constexpr):
-    """One tile of positions x C output channels of image program_id(1): the conv of x (C channels, or
-    2C for the gate) and the epilogue; GATE_GRAD writes (da, dv) (2C channels) from g = dL/dy instead."""
+    """One tile of positions x C output channels of image program_id(1): the conv of x (N = C channels,
+    or 2C for the gate; positions SX elements apart) and the epilogue; the *_GRAD epilogues write the
+    gradient at the conv's output (N channels, contiguous) from g = dL/dy instead."""
     b = tl.program_id(1)
     hh, ww, c, cm, m = _tile(tl.program_id(0) // tl.cdiv(W, BW), C, H, W, BH, BW, BC)
-    N = C if EPILOGUE == RESIDUAL else 2 * C
-    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, BH * BW, BC, False)
+    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, SX, BH * BW, BC, False)
     a += tl.load(bias_ptr + c, mask=cm, other=0.0)[None, :]
     out = _offsets(b, hh, ww, c, H, W, C)
     if EPILOGUE == RESIDUAL:
-        y = a + _load(x_ptr, b, hh, ww, c, cm, H, W, N)
+        y = a + _load(x_ptr, b, hh, ww, c, cm, H, W, SX)
         tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=m)
+    elif EPILOGUE >= SILU:
+        s = tl.sigmoid(a)
+        if EPILOGUE == SILU:
+            tl.store(y_ptr + out, (a * s).to(y_ptr.dtype.element_ty), mask=m)
+        else:
+            g = tl.load(g_ptr + out, mask=m, other=0.0).to(tl.float32)
+            tl.store(y_ptr + out, (g * s * (1.0 + a * (1.0 - s))).to(y_ptr.dtype.element_ty), mask=m)
     else:
-        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, N, BH * BW, BC, False)
+        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, SX, BH * BW, BC, False)
         v += tl.load(bias_ptr + C + c, mask=cm, other=0.0)[None, :]
         cdf = 0.5 + 0.5 * tl.erf(a * 0.7071067811865476)  # exact GELU: a * Phi(a)
         if EPILOGUE == GATE:
@@ -111,10 +127,11 @@ def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, BH: tl.constex
 
 
 @triton.jit
-def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, BH: tl.constexpr, BW: tl.constexpr,
+def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: tl.constexpr, BW: tl.constexpr,
                        BC: tl.constexpr, ROWS: tl.constexpr, IDENTITY: tl.constexpr):
     """From gc = dL/d(conv output), over ROWS row tiles: dx = transposed conv of gc (+ gc when IDENTITY,
-    the residual's path); and the program's sums of gc * (x shifted by tap k), rows k < 9, and of gc,
+    the residual's path; gc and dx contiguous, x's positions SX elements apart); and the program's sums
+    of gc * (x shifted by tap k), rows k < 9, and of gc,
     row 9 (partial dweight, dbias: ROWS tiles per program keep that buffer small)."""
     b = tl.program_id(1)
     k16 = tl.arange(0, 16)[:, None]
@@ -127,7 +144,7 @@ def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, BH: tl.c
             dx += g
         tl.store(dx_ptr + _offsets(b, hh, ww, c, H, W, N), dx.to(dx_ptr.dtype.element_ty), mask=m)
         for k in tl.static_range(9):
-            xs = _load(x_ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, N)
+            xs = _load(x_ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, SX)
             sums += tl.where(k16 == k, tl.sum(g * xs, axis=0)[None, :], 0.0)
         sums += tl.where(k16 == 9, tl.sum(g, axis=0)[None, :], 0.0)
     c = tl.program_id(2) * BC + tl.arange(0, BC)
@@ -146,7 +163,18 @@ def _tiles(c: int, h: int, w: int) -> list[int]:
 
 
 def _out_channels(n: int, epilogue: int) -> int:
-    return n if epilogue == RESIDUAL.value else n // 2
+    return n // 2 if epilogue == GATE.value else n
+
+
+def _pixel_stride(x: torch.Tensor) -> int:
+    """How many elements apart x's positions lie: its channel count when contiguous, the full width when
+    x is a channel slice of a contiguous (B, H, W, *) tensor (callers make anything else contiguous)."""
+    b, h, w, n = x.shape
+    if x.is_contiguous():
+        return n
+    s = x.stride(2)
+    dense_rows = x.stride(3) == 1 and s >= n and x.stride(1) == w * s and x.stride(0) == h * w * s
+    return s if dense_rows else 0
 
 
 def _tiles_for(tiles, c, x):
@@ -157,11 +185,11 @@ def _tiles_for(tiles, c, x):
 
 def _launch(x, weight, bias, g, y, epilogue, c, tiles):
     """_dwconv_kernel over x (B, H, W, N) for C = c output channels."""
-    b, h, w, _ = x.shape
+    b, h, w, n = x.shape
     bh, bw, bc, _ = _tiles_for(tiles, c, x)
     grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b, triton.cdiv(c, bc))
-    _dwconv_kernel[grid](x, weight, bias, g, y, h, w, c, BH=bh, BW=bw, BC=bc, EPILOGUE=epilogue,
-                         num_warps=4 if bh * bw * bc >= 2048 else 2)
+    _dwconv_kernel[grid](x, weight, bias, g, y, h, w, c, n, _pixel_stride(x), BH=bh, BW=bw, BC=bc,
+                         EPILOGUE=epilogue, num_warps=4 if bh * bw * bc >= 2048 else 2)
 
 
 def _forward(x, weight, bias, epilogue, tiles):
@@ -174,7 +202,8 @@ def _forward(x, weight, bias, epilogue, tiles):
 @torch.library.custom_op("spatial_restore::dwconv_fwd", mutates_args=())
 def dwconv_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: int,
                tiles: list[int]) -> torch.Tensor:
-    """y (B, H, W, C) in x's dtype. x contiguous (B, H, W, N); weight (N, 1, 3, 3), bias (N,) float32;
+    """y (B, H, W, C) contiguous, in x's dtype. x (B, H, W, N), contiguous or a channel slice of a
+    contiguous tensor; weight (N, 1, 3, 3), bias (N,) float32;
     epilogue one of ``EPILOGUES``' codes; tiles [rows, columns, channels] of a program's tile (powers of
     two) and the backward's row tiles per program, or [] for the default of x's shape."""
     return _forward(x, weight, bias, epilogue, tiles)
@@ -187,17 +216,19 @@ def _(x, weight, bias, epilogue, tiles):
 
 def _backward_impl(dy, x, weight, bias, epilogue, tiles):
     b, h, w, n = x.shape
-    if epilogue == GATE.value:
-        gc = torch.empty_like(x)  # (da, dv) in x's dtype, as autograd of the unfused ops would keep them
-        _launch(x, weight, bias, dy, gc, GATE_GRAD.value, n // 2, tiles)
+    c = _out_channels(n, epilogue)
+    if epilogue in GRAD_EPILOGUE:  # the gradient at the conv's output, in x's dtype, as autograd of the
+        gc = x.new_empty(x.shape)  # unfused ops would keep it
+        _launch(x, weight, bias, dy, gc, GRAD_EPILOGUE[epilogue], c, tiles)
     else:
         gc = dy
-    bh, bw, bc, rows = _tiles_for(tiles, _out_channels(n, epilogue), x)
+    bh, bw, bc, rows = _tiles_for(tiles, c, x)
     n_prog = triton.cdiv(triton.cdiv(h, bh), rows) * triton.cdiv(w, bw)
-    dx = torch.empty_like(x)
+    dx = x.new_empty(x.shape)
     part = torch.empty(b * n_prog, 10, n, device=x.device, dtype=torch.float32)
-    _dwconv_bwd_kernel[(n_prog, b, triton.cdiv(n, bc))](gc, x, weight, dx, part, h, w, n, BH=bh, BW=bw, BC=bc,
-                                                        ROWS=rows, IDENTITY=epilogue == RESIDUAL.value,
+    _dwconv_bwd_kernel[(n_prog, b, triton.cdiv(n, bc))](gc, x, weight, dx, part, h, w, n, _pixel_stride(x),
+                                                        BH=bh, BW=bw, BC=bc, ROWS=rows,
+                                                        IDENTITY=epilogue == RESIDUAL.value,
                                                         num_warps=4 if bh * bw * bc >= 2048 else 2)
     red = part.sum(0)
     return [dx, red[:9].t().reshape(weight.shape), red[9].clone()]
@@ -212,7 +243,7 @@ def dwconv_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: to
 
 @dwconv_bwd.register_fake
 def _(dy, x, weight, bias, epilogue, tiles):
-    return [torch.empty_like(x), weight.new_empty(weight.shape, dtype=torch.float32),
+    return [x.new_empty(x.shape), weight.new_empty(weight.shape, dtype=torch.float32),
             bias.new_empty(bias.shape, dtype=torch.float32)]
 
 
@@ -251,7 +282,8 @@ class _EagerDWConv(torch.autograd.Function):
 
 def dwconv_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: str,
                   tiles: Sequence[int] | None = None) -> torch.Tensor:
-    """``dwconv_ref`` as one Triton kernel (x made contiguous; weight and bias used in float32).
+    """``dwconv_ref`` as one Triton kernel (x read in place when contiguous or a channel slice of a
+    contiguous tensor, else made contiguous; weight and bias used in float32).
     ``tiles`` overrides [rows, columns, channels] of a program's tile and the backward's row tiles per
     program (tests cross tiles with it); by default they follow the shape."""
     if x.dtype not in SUPPORTED_DTYPES:
@@ -269,7 +301,8 @@ def dwconv_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epi
         raise ValueError(f"tiles must be [rows, columns, channels] (powers of two) and the backward's row "
                          f"tiles per program, got {tiles}")
     f32 = torch.float32
-    args = (x.contiguous(), weight.to(f32).contiguous(), bias.to(f32).contiguous(), EPILOGUES[epilogue], tiles)
+    args = (x if _pixel_stride(x) else x.contiguous(), weight.to(f32).contiguous(), bias.to(f32).contiguous(),
+            EPILOGUES[epilogue], tiles)
     if torch.compiler.is_compiling():
         return dwconv_fwd(*args)
     return _EagerDWConv.apply(*args)
