@@ -54,9 +54,9 @@ def run_both(shape, epilogue, dtype, slice_of: int = 0):
     wide = torch.cat([x, torch.full((*x.shape[:-1], slice_of), float("nan"), dtype=x.dtype)], dim=-1)
     leaf = wide.to(dtype).requires_grad_()
     tri = [leaf, weight.float().requires_grad_(), bias.float().requires_grad_()]
-    ref = [t.detach()[..., : x.shape[-1]].double().requires_grad_() for t in tri[:1]]
-    ref += [t.detach().double().requires_grad_() for t in tri[1:]]
-    y = dwconv.dwconv_triton(leaf[..., : x.shape[-1]], *tri[1:], epilogue, tiles)
+    x_in = leaf[..., : x.shape[-1]]
+    ref = [t.detach().double().requires_grad_() for t in (x_in, *tri[1:])]
+    y = dwconv.dwconv_triton(x_in, *tri[1:], epilogue, tiles)
     y_ref = dwconv.dwconv_ref(*ref, epilogue)
     dy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype)
     y.backward(dy)

@@ -216,4 +216,3 @@ def test_ema_update_is_basicsrs_average_of_every_parameter():
     for (name, p), q in zip(model.net_g_ema.named_parameters(), reference.net_g_ema.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
     assert any(not torch.equal(p, q) for p, q in zip(model.net_g_ema.parameters(), model.net_g.parameters()))
-
