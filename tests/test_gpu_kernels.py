@@ -155,8 +155,8 @@ def _unet_pair(**kw):
 
 def test_unet_with_fused_dwconv_equals_unfused(monkeypatch):
     """The whole network (every block's two x + cpe(x), mixer dwconv + SiLU and GDFN fused) against
-    torch's ops: fp32 output and every gradient without TF32, and the bf16-autocast inference output (the unfused path rounds
-    the conv outputs to bf16, so only a loose bound there)."""
+    torch's ops: fp32 output and every gradient without TF32, and the bf16-autocast inference output
+    (the unfused path rounds the conv outputs to bf16, so only a loose bound there)."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     fused, plain = _unet_pair()
