@@ -76,3 +76,33 @@ def test_registered_in_basicsr_arch_registry():
 
     net = build_network({"type": "SpatialMambaUNet", **UNET_PRESETS["tiny"]})
     assert isinstance(net, SpatialMambaUNet)
+
+
+def _saved_bytes_and_grads(use_checkpoint) -> tuple[int, dict[str, torch.Tensor]]:
+    """Bytes autograd keeps for backward in one training forward, and the parameter gradients."""
+    torch.manual_seed(0)
+    model = SpatialMambaUNet.from_preset("tiny", use_checkpoint=use_checkpoint).train()
+    x = torch.rand(2, 3, 24, 17, generator=torch.Generator().manual_seed(1))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
+                                                  lambda t: t):
+        y = model(x)
+    (y - x).square().mean().backward()
+    return sum(saved), {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_checkpointing_named_stages_saves_less_and_keeps_the_gradients():
+    plain, g_plain = _saved_bytes_and_grads(False)
+    some, g_some = _saved_bytes_and_grads(["decoder1", "refinement"])
+    every, g_every = _saved_bytes_and_grads(True)
+    assert every < some < plain
+    for grads in (g_some, g_every):
+        assert grads.keys() == g_plain.keys()
+        for n, g in grads.items():
+            torch.testing.assert_close(g, g_plain[n], rtol=1e-5, atol=1e-7, msg=n)
+
+
+@pytest.mark.parametrize("bad", ["decoder1", ["decoder1", "decoder4"]])
+def test_checkpointing_rejects_unknown_stages(bad):
+    with pytest.raises(ValueError, match="use_checkpoint"):
+        SpatialMambaUNet.from_preset("tiny", use_checkpoint=bad)

@@ -27,6 +27,8 @@ PRESETS: dict[str, dict] = {
     "base": dict(widths=(48, 96, 192, 384), depths=(4, 6, 6, 8), num_refinement=4, ffn="gdfn", mlp_ratio=2.0),
 }
 PAD_MULTIPLE = 8  # three 2x downsamplings
+# The block stages in build order; ``use_checkpoint`` may name some of them.
+STAGES = ("encoder1", "encoder2", "encoder3", "latent", "decoder3", "decoder2", "decoder1", "refinement")
 
 
 class BlockStage(nn.Module):
@@ -76,7 +78,7 @@ class SpatialMambaUNet(nn.Module):
         d_state: int = 1,
         dt_init: str = "random",
         global_residual: bool = True,
-        use_checkpoint: bool = False,
+        use_checkpoint: bool | Sequence[str] = False,
         backend: str | None = None,
         scans: Sequence[str] = ("row",),
         fuse_dwconv: bool = True,
@@ -100,24 +102,25 @@ class SpatialMambaUNet(nn.Module):
         rates = iter(torch.linspace(0, drop_path_rate, max(sum(order), 1)).tolist())
         layer_scans = iter(parse_scans(scans, sum(order)))
         self.scans = tuple(scans)
+        checkpointed = checkpointed_stages(use_checkpoint)
 
-        def stage(dim: int, depth: int) -> BlockStage:
+        def stage(name: str, dim: int, depth: int) -> BlockStage:
             return BlockStage(dim, [next(rates) for _ in range(depth)], [next(layer_scans) for _ in range(depth)],
-                              use_checkpoint, d_state=d_state, dt_init=dt_init, mlp_ratio=mlp_ratio, ffn=ffn,
+                              name in checkpointed, d_state=d_state, dt_init=dt_init, mlp_ratio=mlp_ratio, ffn=ffn,
                               backend=backend, fuse_dwconv=fuse_dwconv)
 
         self.embed = nn.Conv2d(in_channels, w1, 3, padding=1, bias=False)
-        self.encoder1, self.down1 = stage(w1, d1), Downsample(w1)
-        self.encoder2, self.down2 = stage(w2, d2), Downsample(w2)
-        self.encoder3, self.down3 = stage(w3, d3), Downsample(w3)
-        self.latent = stage(w4, d4)
+        self.encoder1, self.down1 = stage("encoder1", w1, d1), Downsample(w1)
+        self.encoder2, self.down2 = stage("encoder2", w2, d2), Downsample(w2)
+        self.encoder3, self.down3 = stage("encoder3", w3, d3), Downsample(w3)
+        self.latent = stage("latent", w4, d4)
         self.up3, self.reduce3 = Upsample(w4), nn.Conv2d(2 * w3, w3, 1, bias=False)
-        self.decoder3 = stage(w3, d3)
+        self.decoder3 = stage("decoder3", w3, d3)
         self.up2, self.reduce2 = Upsample(w3), nn.Conv2d(2 * w2, w2, 1, bias=False)
-        self.decoder2 = stage(w2, d2)
+        self.decoder2 = stage("decoder2", w2, d2)
         self.up1 = Upsample(w2)
-        self.decoder1 = stage(2 * w1, d1)
-        self.refinement = stage(2 * w1, num_refinement)
+        self.decoder1 = stage("decoder1", 2 * w1, d1)
+        self.refinement = stage("refinement", 2 * w1, num_refinement)
         self.output = nn.Conv2d(2 * w1, out_channels, 3, padding=1, bias=False)
         self.apply(_init_linear_and_norm)
 
@@ -151,6 +154,20 @@ def parse_scans(scans: Sequence[str], num_layers: int) -> list[str]:
     if isinstance(scans, str) or not scans:
         raise ValueError(f"scans must be a non-empty list of scan directions, got {scans!r}")
     return [scans[i % len(scans)] for i in range(num_layers)]
+
+
+def checkpointed_stages(use_checkpoint: bool | Sequence[str]) -> frozenset[str]:
+    """Which block stages recompute their activations in backward: all (True), none (False) or those
+    named. The full-resolution stages (decoder1, refinement, encoder1) hold most of the saved
+    activations, so naming only them keeps most of the memory saving for part of the recompute."""
+    if isinstance(use_checkpoint, bool):
+        return frozenset(STAGES) if use_checkpoint else frozenset()
+    if isinstance(use_checkpoint, str):
+        raise ValueError(f"use_checkpoint must be true/false or a list of stages, got {use_checkpoint!r}")
+    unknown = sorted(set(use_checkpoint) - set(STAGES))
+    if unknown:
+        raise ValueError(f"use_checkpoint names unknown stages {unknown}; choose from {list(STAGES)}")
+    return frozenset(use_checkpoint)
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
