@@ -5,6 +5,10 @@ runs). Effective GB/s counts the fewest bytes the op must move (every input read
 written once, docs/kernels.md) over the time; it is set against a device-to-device copy measured in
 the same run. Extra peak memory is the peak during one call above what was allocated before it
 (inputs, and dy for fwd+bwd).
+
+``--layout channels-last`` times u and delta in the network's (b, L, d) memory, which the op reads with
+its channels-last tiles; ``--sweep`` adds a grid of scan and stencil tiles around that layout's default
+and ends with the best of each per shape, to choose the defaults by measurement.
 """
 
 from __future__ import annotations
@@ -21,20 +25,60 @@ from ..kernels import resolve_backend, sasf_core_ref
 SHAPES = ((128, 128, 56, 56), (8, 96, 256, 256), (1, 96, 1024, 1024))
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ACTIVATIONS = ("u", "delta", "B", "C")
+LAYOUTS = ("channels-first", "channels-last")
+SWEEP_TILES = ((8, 256), (16, 128), (16, 256), (32, 32), (32, 64), (32, 128), (64, 32), (64, 64), (128, 32))
 
 
-def core_inputs(b: int, d: int, height: int, width: int, dtype: torch.dtype, seed: int = 0) -> dict:
-    """Random inputs on the GPU: activations in dtype, parameters in float32 (as the model passes them)."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
+def core_inputs(b: int, d: int, height: int, width: int, dtype: torch.dtype, seed: int = 0,
+                channels_last: bool = False, device: str = "cuda") -> dict:
+    """Random inputs: activations in dtype, parameters in float32 (as the model passes them). u and delta
+    are (b, d, L); with ``channels_last`` they are views of (b, L, d) memory, as the network hands them over."""
+    g = torch.Generator(device=device).manual_seed(seed)
     length = height * width
 
     def r(*shape, scale=1.0):
-        return torch.randn(*shape, generator=g, device="cuda") * scale
+        return torch.randn(*shape, generator=g, device=device) * scale
 
-    x = {"u": r(b, d, length), "delta": r(b, d, length) - 1.0, "A": -torch.exp(r(d, 1, scale=0.5)),
+    def seq():
+        return r(b, length, d).transpose(1, 2) if channels_last else r(b, d, length)
+
+    x = {"u": seq(), "delta": seq() - 1.0, "A": -torch.exp(r(d, 1, scale=0.5)),
          "B": r(b, 1, length), "C": r(b, 1, length), "Dskip": r(d), "dt_bias": r(d, scale=0.5),
          "fusion_kernels": r(3, d, 3, 3, scale=0.3), "alpha": r(3)}  # fmt: skip
     return {k: v.to(dtype if k in ACTIVATIONS else torch.float32) for k, v in x.items()}
+
+
+def sweep_configs(base):
+    """Configs around ``base`` (a TritonConfig): each (channels, positions) tile of SWEEP_TILES for the scan
+    with the base stencil tile, then for the stencil with the base scan tile; base itself left out."""
+    from dataclasses import replace
+
+    configs = [replace(base, scan_rows=r, scan_block=n) for r, n in SWEEP_TILES]
+    configs += [replace(base, fuse_rows=r, fuse_block=n) for r, n in SWEEP_TILES]
+    return list(dict.fromkeys(c for c in configs if c != base))
+
+
+def config_name(cfg) -> str:
+    """A config as the --config syntax that rebuilds it."""
+    return ",".join(f"{k}={v}" for k, v in vars(cfg).items())
+
+
+def best_rows(rows: list[dict]) -> list[dict]:
+    """Per shape and dtype, the fastest Triton config for fwd and for fwd+bwd, and its ratio to the default."""
+    out = []
+    for key in dict.fromkeys((tuple(r["shape"]), r["dtype"]) for r in rows):
+        group = [r for r in rows if (tuple(r["shape"]), r["dtype"]) == key and r["impl"].startswith("triton")]
+        default = next(r for r in group if r["impl"] == "triton[default]")
+        best = {"shape": list(key[0]), "dtype": key[1]}
+        for phase in ("fwd", "fwd+bwd"):
+            timed = [r for r in group if r.get(phase)]
+            if not timed or not default.get(phase):
+                continue
+            fastest = min(timed, key=lambda r: r[phase]["ms"])
+            best[phase] = {"impl": fastest["impl"], "ms": fastest[phase]["ms"],
+                           "default_ms": default[phase]["ms"], "speedup": default[phase]["ms"] / fastest[phase]["ms"]}
+        out.append(best)
+    return out
 
 
 def min_bytes(b: int, d: int, length: int, dtype: torch.dtype, backward: bool) -> int:
@@ -109,24 +153,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["float32", "bfloat16"])
     p.add_argument("--config", action="append", default=[], metavar="KEY=VAL,...",
                    help="extra Triton tile configs to time, e.g. scan_rows=8,scan_block=512 (repeatable)")
+    p.add_argument("--layout", choices=LAYOUTS, default="channels-first",
+                   help="memory of u and delta: (b, d, L) or the network's (b, L, d) (default: %(default)s)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also time a grid of scan and stencil tiles around the layout's default config")
     p.add_argument("--no-reference", action="store_true", help="skip the reference rows (no speed-up column)")
     p.add_argument("--profile", action="store_true", help="also print per-kernel times of the default config")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("bench kernels needs a CUDA GPU: it times the Triton kernels against the reference on the device")
-    from ..kernels.triton_sasf import DEFAULT_CONFIG, TritonConfig, sasf_core_triton
+    from ..kernels.triton_sasf import CHANNELS_LAST_CONFIG, DEFAULT_CONFIG, TritonConfig, sasf_core_triton
 
-    configs = {"default": DEFAULT_CONFIG}
+    channels_last = args.layout == "channels-last"
+    base = CHANNELS_LAST_CONFIG if channels_last else DEFAULT_CONFIG
+    configs = {"default": base}
     for spec in args.config:
         kw = {k: (None if v == "None" else int(v)) for k, v in (item.split("=") for item in spec.split(","))}
         configs[spec] = TritonConfig(**kw)
+    if args.sweep:
+        configs.update((config_name(c), c) for c in sweep_configs(base))
 
     device = torch.cuda.get_device_name()
     copy_bw = copy_bandwidth()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# SASF core op: {device}, {when}, torch {torch.__version__}, "
-          f"triton {__import__('triton').__version__}, auto backend on cuda: {resolve_backend(None, torch.device('cuda'))}")
+          f"triton {__import__('triton').__version__}, auto backend on cuda: {resolve_backend(None, torch.device('cuda'))}, "
+          f"{args.layout} inputs, default config {config_name(base)}")
     print(f"device-to-device copy: {copy_bw / 1e9:.0f} GB/s (read + write)\n")
     print("| shape (B,D,H,W) | dtype | impl | fwd ms | fwd GB/s (% copy) | fwd extra MiB "
           "| fwd+bwd ms | fwd+bwd GB/s (% copy) | fwd+bwd extra MiB | speed-up fwd / fwd+bwd |")
@@ -146,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                 for backward in (False, True):
                     key = "fwd+bwd" if backward else "fwd"
                     try:
-                        ms, peak = measure(fn, core_inputs(b, d, height, width, dtype), height, width, backward)
+                        inputs = core_inputs(b, d, height, width, dtype, channels_last=channels_last)
+                        ms, peak = measure(fn, inputs, height, width, backward)
                     except torch.OutOfMemoryError:
                         res[key] = None
                         torch.cuda.empty_cache()
@@ -171,8 +225,17 @@ def main(argv: list[str] | None = None) -> None:
             b, d, height, width = map(int, spec.split(","))
             for dname in args.dtypes:
                 print(f"\nper-kernel device time, triton[default] fwd+bwd, {spec} {dname}\n| kernel | calls | ms |\n|---|---|---|")
-                print(profile(sasf_core_triton, core_inputs(b, d, height, width, DTYPES[dname]), height, width))
+                inputs = core_inputs(b, d, height, width, DTYPES[dname], channels_last=channels_last)
+                print(profile(sasf_core_triton, inputs, height, width))
+    best = best_rows(rows)
+    if args.sweep:
+        print("\n| shape | dtype | fastest fwd (x default) | fastest fwd+bwd (x default) |\n|---|---|---|---|")
+        for r in best:
+            cells = [f"{r[k]['impl']} {r[k]['ms']:.3f} ms ({r[k]['speedup']:.2f}x)" if k in r else "-"
+                     for k in ("fwd", "fwd+bwd")]
+            print(f"| {','.join(map(str, r['shape']))} | {r['dtype']} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "date": when, "torch": torch.__version__, "copy_GBps": copy_bw / 1e9,
-                       "rows": rows}, f, indent=1)
+                       "layout": args.layout, "default_config": config_name(base), "rows": rows, "best": best},
+                      f, indent=1)
