@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import torch
@@ -51,8 +52,6 @@ def core_inputs(b: int, d: int, height: int, width: int, dtype: torch.dtype, see
 def sweep_configs(base):
     """Configs around ``base`` (a TritonConfig): each (channels, positions) tile of SWEEP_TILES for the scan
     with the base stencil tile, then for the stencil with the base scan tile; base itself left out."""
-    from dataclasses import replace
-
     configs = [replace(base, scan_rows=r, scan_block=n) for r, n in SWEEP_TILES]
     configs += [replace(base, fuse_rows=r, fuse_block=n) for r, n in SWEEP_TILES]
     return list(dict.fromkeys(c for c in configs if c != base))
