@@ -54,12 +54,20 @@ def sweep_configs(base):
     with the base stencil tile, then for the stencil with the base scan tile; base itself left out."""
     configs = [replace(base, scan_rows=r, scan_block=n) for r, n in SWEEP_TILES]
     configs += [replace(base, fuse_rows=r, fuse_block=n) for r, n in SWEEP_TILES]
-    return list(dict.fromkeys(c for c in configs if c != base))
+    return [c for c in configs if c != base]
 
 
 def config_name(cfg) -> str:
-    """A config as the --config syntax that rebuilds it."""
+    """A config in the --config syntax (``parse_config`` rebuilds it)."""
     return ",".join(f"{k}={v}" for k, v in vars(cfg).items())
+
+
+def parse_config(spec: str):
+    """A TritonConfig from the --config syntax, e.g. scan_rows=8,scan_block=512 (chunk_len=None allowed)."""
+    from ..kernels.triton_sasf import TritonConfig
+
+    kw = {k: (None if v == "None" else int(v)) for k, v in (item.split("=") for item in spec.split(","))}
+    return TritonConfig(**kw)
 
 
 def best_rows(rows: list[dict]) -> list[dict]:
@@ -162,14 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("bench kernels needs a CUDA GPU: it times the Triton kernels against the reference on the device")
-    from ..kernels.triton_sasf import CHANNELS_LAST_CONFIG, DEFAULT_CONFIG, TritonConfig, sasf_core_triton
+    from ..kernels.triton_sasf import CHANNELS_LAST_CONFIG, DEFAULT_CONFIG, sasf_core_triton
 
     channels_last = args.layout == "channels-last"
     base = CHANNELS_LAST_CONFIG if channels_last else DEFAULT_CONFIG
     configs = {"default": base}
-    for spec in args.config:
-        kw = {k: (None if v == "None" else int(v)) for k, v in (item.split("=") for item in spec.split(","))}
-        configs[spec] = TritonConfig(**kw)
+    configs.update((spec, parse_config(spec)) for spec in args.config)
     if args.sweep:
         configs.update((config_name(c), c) for c in sweep_configs(base))
 
