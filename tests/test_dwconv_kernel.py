@@ -138,6 +138,11 @@ def test_custom_op_is_registered_with_autograd_and_compiles_without_graph_break(
         args = (x, weight, bias, code, [2, 4, 4, 2])
         torch.library.opcheck(torch.ops.spatial_restore.dwconv_fwd, args,
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+        # the backward op's fake must give its real strides too: inductor asserts them in compiled backwards
+        dy = torch.randn(*x.shape[:-1], dwconv._out_channels(x.shape[-1], code),
+                         generator=torch.Generator().manual_seed(code))
+        torch.library.opcheck(torch.ops.spatial_restore.dwconv_bwd, (dy, *args),
+                              test_utils=("test_schema", "test_faketensor"))
     leaves = [t.clone().requires_grad_() for t in (x, weight, bias)]
     compiled = torch.compile(lambda *a: dwconv.dwconv_triton(*a, "gate"), backend="aot_eager", fullgraph=True)
     compiled(*leaves).square().sum().backward()

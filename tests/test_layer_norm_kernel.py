@@ -57,3 +57,17 @@ def test_reference_is_torch_layer_norm_times_silu():
     x, w, b, z = case((4, 5), 6, torch.float64, True, case_seed())
     expected = torch.nn.functional.layer_norm(x, (6,), w.double(), b.double(), 1e-5) * torch.nn.functional.silu(z)
     torch.testing.assert_close(layer_norm.layer_norm_ref(x, w, b, 1e-5, z), expected)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "gated", "transposed"])
+def test_fake_kernels_give_the_real_outputs_metadata(layout):
+    """torch.compile plans with the fake kernels; inductor asserts their strides on the real outputs."""
+    x, w, b, z = case((2, 5), 8, torch.float32, layout == "gated", case_seed())
+    if layout == "transposed":  # rows not in memory order, as a permuted view gives them
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    args = (x, w, b, z, 1e-5, torch.float32)
+    torch.library.opcheck(torch.ops.spatial_restore.layer_norm_fwd, args, test_utils=("test_schema", "test_faketensor"))
+    out, mean, rstd = torch.ops.spatial_restore.layer_norm_fwd(*args)
+    dy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    torch.library.opcheck(torch.ops.spatial_restore.layer_norm_bwd, (dy, x, w, b, z, mean, rstd),
+                          test_utils=("test_schema", "test_faketensor"))

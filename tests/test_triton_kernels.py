@@ -128,6 +128,9 @@ def test_the_op_is_a_registered_custom_op_with_autograd():
             inputs.dt_bias.float(), inputs.fusion_kernels.float(), inputs.alpha.float(), 3, 4, 0, True,
             triton_sasf.DEFAULT_CONFIG.as_list())
     torch.library.opcheck(torch.ops.spatial_restore.sasf_fwd, args, test_utils=("test_schema", "test_faketensor"))
+    dy = torch.randn(inputs.u.shape, generator=torch.Generator().manual_seed(1))
+    torch.library.opcheck(torch.ops.spatial_restore.sasf_bwd, (dy, *args),
+                          test_utils=("test_schema", "test_faketensor"))
     with FakeTensorMode() as mode:
         fake = torch.ops.spatial_restore.sasf_fwd(*(mode.from_tensor(a) if torch.is_tensor(a) else a for a in args))
     real = torch.ops.spatial_restore.sasf_fwd(*args)

@@ -231,7 +231,7 @@ def _backward_impl(dy, x, weight, bias, epilogue, tiles):
                                                         IDENTITY=epilogue == RESIDUAL.value,
                                                         num_warps=4 if bh * bw * bc >= 2048 else 2)
     red = part.sum(0)
-    return [dx, red[:9].t().reshape(weight.shape), red[9].clone()]
+    return [dx, red[:9].t().contiguous().view(weight.shape), red[9].clone()]  # contiguous, as the fake says
 
 
 @torch.library.custom_op("spatial_restore::dwconv_bwd", mutates_args=())

@@ -153,9 +153,9 @@ def layer_norm_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias
 
 @layer_norm_bwd.register_fake
 def _(dy, x, weight, bias, gate, mean, rstd):
-    grads = [torch.empty_like(x), weight.new_empty(weight.shape, dtype=torch.float32),
-             bias.new_empty(bias.shape, dtype=torch.float32)]
-    return grads + [torch.empty_like(gate)] if gate is not None else grads
+    grads = [x.new_empty(x.shape), weight.new_empty(weight.shape, dtype=torch.float32),
+             bias.new_empty(bias.shape, dtype=torch.float32)]  # contiguous, as _backward_impl makes them
+    return grads + [gate.new_empty(gate.shape)] if gate is not None else grads
 
 
 def _setup_context(ctx, inputs, output):

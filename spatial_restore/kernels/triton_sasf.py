@@ -573,7 +573,7 @@ def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, widt
         _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=True)
     _bwd_scan_kernel[grid](*args, carry, h, *dims, SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **g.scan_meta())
 
-    S = S.sum((0, 1)).view(3, 9, d).transpose(1, 2)  # (3, d, 9)
+    S = S.sum((0, 1)).view(3, 9, d).transpose(1, 2).contiguous()  # (3, d, 9); dK contiguous, as the fake says
     red = red.sum((0, 1))
     return [du, ddelta, red[0].clone(), dB.sum(1), dC.sum(1), red[2].clone(), red[1].clone(),
             (alpha[:, None, None] * S).reshape(3, d, 3, 3), (K.view(3, d, 9) * S).sum((1, 2))]
