@@ -8,6 +8,7 @@ set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 bench="python3 -m spatial_restore.bench"
+recompute="use_checkpoint=['decoder1','refinement']"  # the stages the checkpoint steps recompute
 step() {  # NAME SECONDS COMMAND...: run it, keep its output in $out/NAME.txt, print its tail
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T), limit ${limit}s)"
@@ -23,10 +24,10 @@ for s in ${@:-compile bench compiled checkpoint compiled_checkpoint tiled sweep}
   compiled) step compiled 200 $bench restoration --presets small --sizes 1024 --train-crops 256 --compile \
               --json "$out/restoration_compiled.json";;
   compiled_checkpoint) step compiled_checkpoint 200 $bench restoration --presets small base --sizes \
-                         --train-crops 256 --compile --set "use_checkpoint=['decoder1','refinement']" \
+                         --train-crops 256 --compile --set "$recompute" \
                          --json "$out/restoration_compiled_checkpoint.json";;
   checkpoint) step checkpoint 90 $bench restoration --presets small base --sizes --train-crops 256 \
-                --set "use_checkpoint=['decoder1','refinement']" --json "$out/restoration_checkpoint.json";;
+                --set "$recompute" --json "$out/restoration_checkpoint.json";;
   tiled) step tiled 90 python3 scripts/gpu_bench_inference.py default --cuda-graph --repeats 3;;
   sweep) step sweep 200 $bench kernels --layout channels-last --sweep --no-reference --dtypes bfloat16 \
            --shapes 1,96,1024,1024 1,192,1024,1024 1,384,256,256 --json "$out/kernels_sweep.json";;
