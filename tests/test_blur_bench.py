@@ -45,12 +45,15 @@ def test_a_model_is_scored_and_ours_needs_one(tmp_path):
     options = bench_options(tmp_path)
     out = tmp_path / "d.json"
     # plumbing only: the shipped denoiser stands in for a deblurring model (it neither wrecks nor deblurs)
-    deblur.main(["--options", str(options), "--methods", "blurred,ours", "--model", "default", "--device", "cpu",
-                 "--limit", "2", "--json", str(out)])
+    deblur.main(["--options", str(options), "--methods", "blurred,ours,ours_x2", "--model", "default",
+                 "--device", "cpu", "--limit", "2", "--json", str(out)])
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"blurred", "ours"} and len(results["ours"]["images"]) == 2
+    assert list(results) == ["blurred", "ours", "ours_x2"] and len(results["ours_x2"]["images"]) == 2
     assert abs(results["ours"]["psnr"] - results["blurred"]["psnr"]) < 5  # it neither wrecks nor deblurs
-    for argv in (["--methods", "ours"], ["--methods", "sharp"], ["--dataset", "nosuch"]):
+    # the ×2 ensemble averages a second (half-turned) view: other outputs, of about the same quality
+    single, double = ([r["psnr"] for r in results[m]["images"]] for m in ("ours", "ours_x2"))
+    assert all(abs(a - b) > 1e-4 and abs(a - b) < 1 for a, b in zip(single, double))
+    for argv in (["--methods", "ours"], ["--methods", "ours_x8"], ["--methods", "sharp"], ["--dataset", "nosuch"]):
         with pytest.raises(SystemExit) as info:
             deblur.main(["--options", str(options), *argv])
         assert info.value.code != 0

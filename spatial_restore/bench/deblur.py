@@ -12,6 +12,8 @@ training; ``spatial_restore/data/blur.py``). PSNR/SSIM on float RGB against the 
   the image: Wiener (FFT, circular) to twice its size, which is periodic without a seam; RL (zero
   boundary) by the kernel size.
 - ours: a blind model (``--model NAME|PATH``, a card beside the weights); not told the kernel.
+  ``ours_x2``/``ours_x4``/``ours_x8``: the same with ``inference.py --self-ensemble N`` (the mean of N
+  flipped/rotated views; a flipped image has a flipped kernel, as blind to the model as the first).
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ import numpy as np
 import yaml
 
 from ..data.image_sets import centre_crop
+from .quality import OUR_METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OPTIONS = REPO / "options" / "train" / "deblur_synthetic.yml"
 WIENER_BALANCES = tuple(float(b) for b in np.logspace(-4, 1, 11))
 RL_ITERATIONS = (5, 10, 20, 40)
-METHODS = ("blurred", "wiener", "rl", "ours")
+METHODS = ("blurred", "wiener", "rl", *OUR_METHODS)
+DEFAULT_METHODS = METHODS[:4]
 LABELS = {"blurred": "blurred input", "wiener": "Wiener (true kernel, oracle balance)",
-          "rl": "Richardson–Lucy (true kernel, oracle iterations)", "ours": "ours (blind)"}
+          "rl": "Richardson–Lucy (true kernel, oracle iterations)", "ours": "ours (blind)",
+          **{m: f"ours (blind, ×{n} ensemble)" for m, n in OUR_METHODS.items() if n > 1}}
 
 
 def _mirrored(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, pad: int | None) -> np.ndarray:
@@ -76,16 +81,16 @@ def best_of(restore: Callable[[float], np.ndarray], params: tuple, clean: np.nda
 
 
 def run(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], methods: list[str],
-        ours: Callable[[np.ndarray], np.ndarray] | None = None, keep: int = 1) -> tuple[dict, list[dict]]:
+        ours: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None, keep: int = 1) -> tuple[dict, list[dict]]:
     """({method: {"psnr", "ssim", "seconds" means, "images": rows}}, [{method: output} of each of the
-    first ``keep`` pairs])."""
+    first ``keep`` pairs]); ``ours`` maps each of our methods in ``methods`` to its restorer."""
     from ..metrics import psnr, ssim
 
     restorers = {
         "blurred": lambda lq, k, gt: (lq, None),
         "wiener": lambda lq, k, gt: best_of(lambda b: wiener(lq, k, b), WIENER_BALANCES, gt),
         "rl": lambda lq, k, gt: best_of(lambda n: richardson_lucy(lq, k, n), RL_ITERATIONS, gt),
-        "ours": lambda lq, k, gt: (np.clip(ours(lq.astype(np.float32)), 0.0, 1.0), None),
+        **{m: (lambda lq, k, gt, m=m: (np.clip(ours[m](lq.astype(np.float32)), 0.0, 1.0), None)) for m in OUR_METHODS},
     }
     results, kept = {}, [{} for _ in pairs[:keep]]
     for method in methods:
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="val", help="its SyntheticBlurDataset, e.g. val or val_extra (default: val)")
     parser.add_argument("--root", help="override the dataset's dataroot_gt")
     parser.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)} "
-                        "(default: all, ours only with --model)")
+                        f"(default: {','.join(DEFAULT_METHODS)}, ours only with --model)")
     parser.add_argument("--model", help="our blind deblurring model: shipped name or path to weights with a card")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -168,16 +173,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figure", type=Path, metavar="PNG", help="also write a comparison figure of the first photo: one row per kernel, the centre "
                         "256x256 of each method's output")
     args = parser.parse_args(argv)
-    methods = [m for m in METHODS if args.model or m != "ours"] if args.methods is None else \
+    methods = [m for m in DEFAULT_METHODS if args.model or m != "ours"] if args.methods is None else \
         [m for m in METHODS if m in args.methods.split(",")]
+    ours_methods = [m for m in methods if m in OUR_METHODS]
     unknown = set(args.methods.split(",")) - set(METHODS) if args.methods else set()
     if unknown or not methods:
         parser.error(f"unknown method(s) {sorted(unknown)}; choose from {','.join(METHODS)}")
-    if "ours" in methods and not args.model:
-        parser.error("'ours' needs --model (the shipped blind deblurrer: --model deblur)")
+    if ours_methods and not args.model:
+        parser.error(f"{','.join(ours_methods)} need(s) --model (the shipped blind deblurrer: --model deblur)")
     pairs = load_pairs(args.options, args.dataset, args.root, args.limit)
     ours, model_info = None, None
-    if "ours" in methods:
+    if ours_methods:
         from ..inference.restorer import Restorer, pick_device
         from ..weights import ModelNotFound, load_model
 
@@ -186,8 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         except ModelNotFound as err:
             raise SystemExit(str(err)) from err
         tiling = {} if args.tile is None else {"tile": args.tile or None}
-        ours = Restorer(model, pick_device(args.device), args.precision, stride=card.stride,
-                        in_channels=card.in_channels, **tiling)
+        device = pick_device(args.device)
+        ours = {m: Restorer(model, device, args.precision, stride=card.stride, in_channels=card.in_channels,
+                            self_ensemble=OUR_METHODS[m], **tiling) for m in ours_methods}
         model_info = card.summary()
     first_photo = [p for p in pairs if p[0].rsplit("_k", 1)[0] == pairs[0][0].rsplit("_k", 1)[0]]
     results, kept = run(pairs, methods, ours, keep=len(first_photo) if args.figure else 0)
