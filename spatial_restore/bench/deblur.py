@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from ..data.image_sets import centre_crop
-from .quality import OUR_METHODS
+from .quality import OUR_LABELS, OUR_METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OPTIONS = REPO / "options" / "train" / "deblur_synthetic.yml"
@@ -38,8 +38,7 @@ RL_ITERATIONS = (5, 10, 20, 40)
 METHODS = ("blurred", "wiener", "rl", *OUR_METHODS)
 DEFAULT_METHODS = METHODS[:4]
 LABELS = {"blurred": "blurred input", "wiener": "Wiener (true kernel, oracle balance)",
-          "rl": "Richardson–Lucy (true kernel, oracle iterations)", "ours": "ours (blind)",
-          **{m: f"ours (blind, ×{n} ensemble)" for m, n in OUR_METHODS.items() if n > 1}}
+          "rl": "Richardson–Lucy (true kernel, oracle iterations)", **OUR_LABELS}
 
 
 def _mirrored(fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, pad: int | None) -> np.ndarray:

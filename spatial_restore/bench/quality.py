@@ -36,8 +36,8 @@ NLM_H_PER_SIGMA = 0.7
 OUR_METHODS = {"ours": 1, "ours_x2": 2, "ours_x4": 4, "ours_x8": 8}  # run by our model: self-ensemble views
 METHODS = ("noisy", "nlm", "cbm3d", *OUR_METHODS)
 DEFAULT_METHODS = METHODS[:4]
-LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", "ours": "ours (blind)",
-          **{m: f"ours (blind, ×{n} ensemble)" for m, n in OUR_METHODS.items() if n > 1}}
+OUR_LABELS = {m: "ours (blind)" if n == 1 else f"ours (blind, ×{n} ensemble)" for m, n in OUR_METHODS.items()}
+LABELS = {"noisy": "noisy input", "nlm": "NLM (OpenCV)", "cbm3d": "CBM3D (σ known)", **OUR_LABELS}
 GREY_LABELS = {**LABELS, "nlm": "NLM (OpenCV, grey)", "cbm3d": "BM3D (σ known)"}  # with --grey-files
 
 
