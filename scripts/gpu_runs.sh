@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Several gpu_train.sh runs side by side on one lent GPU, as setsid daemons, watched, stopped and collected.
-# The machine goes back 30 s after a call, taking the daemons with it: use one call per chunk
-# (start ... ; watch S; stop ...; collect ...), with the photos in .carry and the wheel in .whl.
+# The machine goes back 30 s after a call, taking the daemons with it, and may go back between any two
+# calls: end every call with collect, so the newest weights and log come back each time. A chunk:
+# (start ...; watch S; collect ...), (watch S; collect ...)..., (stop ...; collect ...), with the photos in
+# .carry and the wheel in .whl; start takes about 40 s, so S <= 500 in its call.
 #   start TAG OPT [overrides...] | watch SECONDS | stop TAG... | collect TAG... | logs TAG... | status
 set -uo pipefail
 runs=/tmp/runs; mkdir -p $runs
@@ -11,7 +13,7 @@ exp_of() { cat $runs/$1/name; }
 log_of() { ls -t experiments/$(exp_of $1)/train_*.log 2>/dev/null | head -1; }
 alive() { [ -f $runs/$1/pid ] && kill -0 $(cat $runs/$1/pid) 2>/dev/null; }  # the driver (gpu_train.sh)
 report() {
-  for d in $runs/*/; do t=$(basename $d); l=$(log_of $t)
+  for d in $runs/*/; do [ -d $d ] || continue; t=$(basename $d); l=$(log_of $t)
     printf '%s %s %s\n' "$t" "$(alive $t && echo run || echo DEAD)" \
       "$( [ -n "$l" ] && grep -o 'iter: *[0-9,]*' $l | tail -1)"
   done
@@ -30,7 +32,7 @@ case $cmd in
     end=$(( $(date +%s) + $1 ))
     while [ $(date +%s) -lt $end ]; do
       sleep 60; echo "== $(date +%T)"; report
-      for d in $runs/*/; do t=$(basename $d); alive $t || [ -f $d/seen ] || {
+      for d in $runs/*/; do [ -d $d ] || continue; t=$(basename $d); alive $t || [ -f $d/seen ] || {
         touch $d/seen; echo "-- $t ended:"; tail -5 $d/driver.log; tail -25 $d/out/train_stdout.log 2>/dev/null; }; done
       n=0; for d in $runs/*/; do alive $(basename $d) && n=$((n+1)); done; [ $n = 0 ] && break
     done
@@ -40,10 +42,9 @@ case $cmd in
     sleep 5; report;;
   collect)
     for t in "$@"; do e=experiments/$(exp_of $t)
-      l=$(log_of $t); [ -n "$l" ] && cp $l $OUT/$t.log
-      grep "# psnr" $l | tail -30
+      l=$(log_of $t); [ -n "$l" ] && { cp $l $OUT/$t.log; grep "# psnr" $l | tail -30; }
       m=$(ls -t $e/models/net_g_*.safetensors 2>/dev/null | head -1)
-      [ -n "$m" ] && { echo "$t weights: $m"; split -b 15M -d "$m" "$OUT/$t.$(basename $m)."; }
+      if [ -n "$m" ]; then echo "$t weights: $m"; split -b 15M -d "$m" "$OUT/$t.$(basename $m)."; fi
     done;;
   logs)
     for t in "$@"; do l=$(log_of $t); [ -n "$l" ] && cp $l $OUT/$t.log; done;;
