@@ -2,7 +2,7 @@
 # Issue #17's GPU measurements on a lent machine, each step under its own time limit, results in $OUT
 # (JSON and full text; only short tails are printed, as a call returns the last 12,000 characters).
 #   bash scripts/gpu_speed_check.sh [STEP...]     steps: compile bench compiled checkpoint compiled_checkpoint
-#                                                 tiled sweep (default: all)
+#                                                 train_graph tiled sweep (default: all)
 # All steps together can pass a call's 600 s: split them over two calls on the warm machine if needed.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -16,7 +16,7 @@ step() {  # NAME SECONDS COMMAND...: run it, keep its output in $out/NAME.txt, p
   tail -n 8 "$out/$name.txt"
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
-for s in ${@:-compile bench compiled checkpoint compiled_checkpoint tiled sweep}; do case $s in
+for s in ${@:-compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep}; do case $s in
   compile) step compile 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_kernels.py \
              -k compiles_without_graph_break;;
   bench) step bench 200 $bench restoration --presets small base --sizes 256 1024 --train-crops 128 256 \
@@ -28,8 +28,14 @@ for s in ${@:-compile bench compiled checkpoint compiled_checkpoint tiled sweep}
                          --json "$out/restoration_compiled_checkpoint.json";;
   checkpoint) step checkpoint 90 $bench restoration --presets small base --sizes --train-crops 256 \
                 --set "$recompute" --json "$out/restoration_checkpoint.json";;
+  train_graph) step train_graph_test 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_cuda_graph.py \
+                 -k graphed_training
+               for mode in eager graph; do  # the same rows eager, then replayed as CUDA graphs, in one call
+                 step train_$mode 150 $bench restoration --presets small base --sizes --train-crops 128 256 \
+                   $([ $mode = graph ] && echo --train-cuda-graph) --json "$out/restoration_train_$mode.json"
+               done;;
   tiled) step tiled 90 python3 scripts/gpu_bench_inference.py default --cuda-graph --repeats 3;;
   sweep) step sweep 200 $bench kernels --layout channels-last --sweep --no-reference --dtypes bfloat16 \
            --shapes 1,96,1024,1024 1,192,1024,1024 1,384,256,256 --json "$out/kernels_sweep.json";;
-  *) echo "unknown step $s (compile bench compiled checkpoint compiled_checkpoint tiled sweep)"; exit 2;;
+  *) echo "unknown step $s (compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep)"; exit 2;;
 esac; done

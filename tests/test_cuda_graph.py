@@ -1,5 +1,6 @@
 """CUDA-graph inference (``Restorer(cuda_graph=True)``, ``inference.py --cuda-graph``): refused off CUDA, and
-on a GPU the replayed graphs give the eager network's outputs.
+on a GPU the replayed graphs give the eager network's outputs; the bench's graphed training step gives the
+eager step's gradients.
 
 The GPU cases are marked ``gpu``: run them on a CUDA machine with ``pytest -m gpu tests/test_cuda_graph.py``
 (conftest then compiles the Triton kernels instead of interpreting them); elsewhere they are skipped.
@@ -13,6 +14,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from spatial_restore.bench.restoration import graphed_for_training
 from spatial_restore.bench.restoration import main as bench_restoration
 from spatial_restore.inference.cli import main
 from spatial_restore.inference.cuda_graph import GraphedForward
@@ -59,6 +61,12 @@ def test_bench_restoration_checks_cuda_graph_options_first(capsys, args, message
     with pytest.raises(SystemExit) as exit_info:
         bench_restoration(["--cuda-graph", *args])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_restoration_refuses_train_cuda_graph_with_compile(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_restoration(["--train-cuda-graph", "--compile"])
+    assert exit_info.value.code == 2 and "--train-cuda-graph and --compile exclude each other" in capsys.readouterr().err
 
 
 def tiny_unet() -> nn.Module:
@@ -114,3 +122,30 @@ def test_restorer_with_cuda_graphs_equals_without_tiled(views):
         np.testing.assert_allclose(graphed(image), expected, rtol=0, atol=1e-5)  # replayed, not captured again
     assert graphed._graphed is not None
     assert graphed._graphed.captures == len(graphed._graphed) == (2 if views == 1 else 4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graphed_training_step_gives_the_eager_gradients(monkeypatch):
+    """Forward and backward replayed from graphs captured on one batch: for two new batches of that shape
+    the output and every parameter gradient equal the eager network's (fp32 without TF32; the graphs run
+    the same kernels, so only the order of gradient accumulation may differ)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    eager = tiny_unet().train()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    graphed = graphed_for_training(eager, torch.rand(2, 3, 64, 48, device="cuda", generator=g), None)
+    for _ in range(2):
+        x = torch.rand(2, 3, 64, 48, device="cuda", generator=g)
+        results = []
+        for net in (eager, graphed):
+            net.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", enabled=False, cache_enabled=False):
+                y = net(x)
+            y.square().mean().backward()
+            results.append((y.detach().clone(), {k: p.grad.clone() for k, p in net.named_parameters()}))
+        (y0, grads0), (y1, grads1) = results
+        torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+        assert grads1.keys() == grads0.keys()
+        for k in grads0:
+            torch.testing.assert_close(grads1[k], grads0[k], rtol=1e-4, atol=1e-6, msg=k)

@@ -7,7 +7,9 @@ backward, AdamW step (what RestorationModel does, without EMA and data loading).
 memory are reported as OOM. ``--profile`` adds, per preset and size, GPU time per op class
 (torch.profiler) for one bf16 forward and one training step. ``--cuda-graph`` times the inference rows
 through ``spatial_restore.inference.cuda_graph.GraphedForward`` (what ``inference.py --cuda-graph`` runs:
-captured in the first warm-up call, then replayed, each output cloned); training rows stay eager.
+captured in the first warm-up call, then replayed, each output cloned); ``--train-cuda-graph`` times the
+training rows with forward and backward replayed as CUDA graphs (``graphed_for_training``; the AdamW step
+stays eager).
 ``--no-fuse-dwconv`` builds the networks with ``fuse_dwconv=False`` (torch's depthwise convs and elementwise
 ops instead of the fused Triton dwconv kernels), for A/B runs; every row records which it was.
 """
@@ -15,6 +17,7 @@ ops instead of the fused Triton dwconv kernels), for A/B runs; every row records
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import sys
@@ -102,14 +105,26 @@ def profile_classes(step: Callable[[], None], top: int = 0) -> dict[str, float]:
     return {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
+def graphed_for_training(model: torch.nn.Module, sample: torch.Tensor,
+                         autocast_dtype: torch.dtype | None) -> torch.nn.Module:
+    """A copy of ``model`` whose forward and backward replay CUDA graphs captured at ``sample``'s shape
+    (``torch.cuda.make_graphed_callables``), so a training step pays one launch for each instead of one per
+    kernel. Graph capture needs autocast's cache off: run the copy under
+    ``torch.autocast(..., cache_enabled=False)`` with the same dtype."""
+    graphed = copy.deepcopy(model).train()
+    with torch.autocast("cuda", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None,
+                        cache_enabled=False):
+        return torch.cuda.make_graphed_callables(graphed, (sample,))
+
+
 def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: list[int], batch: int,
                  warmup: int, iters: int, profile: int | None, compile_mode: str | None, overrides: dict,
-                 cuda_graph: bool = False, fuse_dwconv: bool = True) -> dict:
+                 cuda_graph: bool = False, fuse_dwconv: bool = True, train_cuda_graph: bool = False) -> dict:
     torch.manual_seed(0)
     model = SpatialMambaUNet.from_preset(name, **overrides, fuse_dwconv=fuse_dwconv).cuda()
     result = {"preset": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
               "overrides": overrides, "compile": compile_mode, "cuda_graph": cuda_graph, "fuse_dwconv": fuse_dwconv,
-              "inference": [], "train": [], "profile": []}
+              "train_cuda_graph": train_cuda_graph, "inference": [], "train": [], "profile": []}
     net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compile_mode else model
     model.eval()
     for size in sizes:
@@ -134,19 +149,21 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
             if profile is not None and label == "bf16" and row["ms"] is not None:
                 result["profile"].append({"what": f"infer {size}² bf16", "ms": profile_classes(infer, profile)})
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     for crop in train_crops:
         lq = torch.rand(batch, 3, crop, crop, device="cuda")
         gt = torch.rand(batch, 3, crop, crop, device="cuda")
+        step_net = graphed_for_training(model, lq, torch.bfloat16) if train_cuda_graph else net
+        opt = torch.optim.AdamW(step_net.parameters(), lr=1e-4)
 
-        def train_step(lq=lq, gt=gt):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = net(lq)
+        def train_step(lq=lq, gt=gt, step_net=step_net, opt=opt):
+            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not train_cuda_graph):
+                out = step_net(lq)
             F.l1_loss(out.float(), gt).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        row = {"crop": crop, "batch": batch, "fuse_dwconv": fuse_dwconv, **measure_or_oom(train_step, warmup, iters)}
+        row = {"crop": crop, "batch": batch, "fuse_dwconv": fuse_dwconv, "cuda_graph": train_cuda_graph,
+               **measure_or_oom(train_step, warmup, iters)}
         row["it_per_s"] = round(1000 / row["ms"], 2) if row["ms"] else None
         result["train"].append(row)
         print(f"  {name} train {crop}²x{batch}: {row}", flush=True)
@@ -162,8 +179,10 @@ def markdown(results: list[dict]) -> str:
                  + ("OOM" if i["ms"] is None else f"{i['ms']:.1f} ms / " + (
                      f"{i['peak_reserved_gib']:.2f} GiB reserved" if i.get("cuda_graph") else f"{i['peak_gib']:.2f} GiB"))
                  for i in r["inference"]]
-        cells += [f"train {t['crop']}²×{t['batch']}: " + ("OOM" if t["ms"] is None else
-                  f"{t['it_per_s']:.2f} it/s / {t['peak_gib']:.2f} GiB") for t in r["train"]]
+        cells += [f"train {t['crop']}²×{t['batch']}" + (" graph" if t.get("cuda_graph") else "") + ": "
+                  + ("OOM" if t["ms"] is None else f"{t['it_per_s']:.2f} it/s / " + (
+                      f"{t['peak_reserved_gib']:.2f} GiB reserved" if t.get("cuda_graph") else f"{t['peak_gib']:.2f} GiB"))
+                  for t in r["train"]]
         label = r["preset"] + ("" if r.get("fuse_dwconv", True) else " (unfused dwconv)")
         lines.append(f"| {label} | {r['params_m']:.2f} M | " + " | ".join(cells) + " |")
         for p in r["profile"]:
@@ -189,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cuda-graph", action="store_true",
                    help="time inference rows as CUDA graph replays (GraphedForward, as inference.py --cuda-graph; "
                         "captured during warm-up); training rows stay eager")
+    p.add_argument("--train-cuda-graph", action="store_true",
+                   help="time training rows with forward and backward replayed as CUDA graphs (captured once "
+                        "per crop; the AdamW step stays eager)")
     p.add_argument("--no-fuse-dwconv", dest="fuse_dwconv", action="store_false",
                    help="build the networks with fuse_dwconv=False: torch's depthwise convs and elementwise ops "
                         "instead of the fused Triton dwconv kernels (A/B)")
@@ -198,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.cuda_graph and args.compile:
         p.error("--cuda-graph and --compile exclude each other (as in inference.py)")
+    if args.train_cuda_graph and args.compile:
+        p.error("--train-cuda-graph and --compile exclude each other")
     if args.cuda_graph and args.warmup < 1:
         p.error("--cuda-graph needs --warmup >= 1: the graph is captured in the first warm-up call")
     if not torch.cuda.is_available():
@@ -214,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error("choose the dwconv fusion with --no-fuse-dwconv, not --set fuse_dwconv=...")
     torch.backends.cudnn.benchmark = True
     results = [bench_preset(name, args.sizes, args.dtypes, args.train_crops, args.batch, args.warmup, args.iters,
-                            args.profile, args.compile, overrides, args.cuda_graph, args.fuse_dwconv)
+                            args.profile, args.compile, overrides, args.cuda_graph, args.fuse_dwconv,
+                            args.train_cuda_graph)
                for name in args.presets]
     header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda_graph": args.cuda_graph,
               "fuse_dwconv": args.fuse_dwconv,
