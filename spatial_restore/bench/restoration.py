@@ -32,6 +32,7 @@ from ..archs import UNET_PRESETS, SpatialMambaUNet
 from ..inference.cuda_graph import GraphedForward
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+OOM_ROW = {"ms": None, "peak_gib": None, "peak_reserved_gib": None, "error": "OOM"}
 
 # GPU kernel name -> op class, first match wins (names as CUDA/cuDNN/Triton/inductor emit them).
 OP_CLASSES: list[tuple[str, re.Pattern]] = [
@@ -77,7 +78,7 @@ def measure_or_oom(step: Callable[[], None], warmup: int, iters: int) -> dict:
         ms, gib, reserved = cuda_time(step, warmup, iters)
         return {"ms": round(ms, 2), "peak_gib": round(gib, 2), "peak_reserved_gib": round(reserved, 2)}
     except torch.cuda.OutOfMemoryError:
-        return {"ms": None, "peak_gib": None, "peak_reserved_gib": None, "error": "OOM"}
+        return OOM_ROW.copy()
     finally:
         torch.cuda.empty_cache()
 
@@ -152,8 +153,12 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
     for crop in train_crops:
         lq = torch.rand(batch, 3, crop, crop, device="cuda")
         gt = torch.rand(batch, 3, crop, crop, device="cuda")
-        step_net = graphed_for_training(model, lq, torch.bfloat16) if train_cuda_graph else net
-        opt = torch.optim.AdamW(step_net.parameters(), lr=1e-4)
+        try:
+            step_net = graphed_for_training(model, lq, torch.bfloat16) if train_cuda_graph else net
+        except torch.cuda.OutOfMemoryError:  # the capture's own warm-up steps ran out of memory
+            torch.cuda.empty_cache()
+            step_net = None
+        opt = torch.optim.AdamW(step_net.parameters(), lr=1e-4) if step_net is not None else None
 
         def train_step(lq=lq, gt=gt, step_net=step_net, opt=opt):
             with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not train_cuda_graph):
@@ -163,7 +168,7 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
             opt.zero_grad(set_to_none=True)
 
         row = {"crop": crop, "batch": batch, "fuse_dwconv": fuse_dwconv, "cuda_graph": train_cuda_graph,
-               **measure_or_oom(train_step, warmup, iters)}
+               **(measure_or_oom(train_step, warmup, iters) if step_net is not None else OOM_ROW)}
         row["it_per_s"] = round(1000 / row["ms"], 2) if row["ms"] else None
         result["train"].append(row)
         print(f"  {name} train {crop}²x{batch}: {row}", flush=True)
