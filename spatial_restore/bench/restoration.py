@@ -32,7 +32,6 @@ from ..archs import UNET_PRESETS, SpatialMambaUNet
 from ..inference.cuda_graph import GraphedForward
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-OOM_ROW = {"ms": None, "peak_gib": None, "peak_reserved_gib": None, "error": "OOM"}
 
 # GPU kernel name -> op class, first match wins (names as CUDA/cuDNN/Triton/inductor emit them).
 OP_CLASSES: list[tuple[str, re.Pattern]] = [
@@ -73,12 +72,16 @@ def cuda_time(step: Callable[[], None], warmup: int, iters: int) -> tuple[float,
             torch.cuda.max_memory_reserved() / 2**30)
 
 
-def measure_or_oom(step: Callable[[], None], warmup: int, iters: int) -> dict:
+def measure_or_oom(make_step: Callable[[], Callable[[], None]], warmup: int,
+                   iters: int) -> tuple[dict, Callable[[], None] | None]:
+    """(timing row, the step) of the step ``make_step`` builds; building it (a graph capture, say) runs out of
+    memory as the step may, and either gives an OOM row and no step."""
     try:
+        step = make_step()
         ms, gib, reserved = cuda_time(step, warmup, iters)
-        return {"ms": round(ms, 2), "peak_gib": round(gib, 2), "peak_reserved_gib": round(reserved, 2)}
+        return {"ms": round(ms, 2), "peak_gib": round(gib, 2), "peak_reserved_gib": round(reserved, 2)}, step
     except torch.cuda.OutOfMemoryError:
-        return OOM_ROW.copy()
+        return {"ms": None, "peak_gib": None, "peak_reserved_gib": None, "error": "OOM"}, None
     finally:
         torch.cuda.empty_cache()
 
@@ -143,8 +146,8 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
             def infer(x=x, run=run):
                 run(x)
 
-            row = {"size": size, "dtype": label, "cuda_graph": cuda_graph, "fuse_dwconv": fuse_dwconv,
-                   **measure_or_oom(infer, warmup, iters)}
+            stats, _ = measure_or_oom(lambda infer=infer: infer, warmup, iters)
+            row = {"size": size, "dtype": label, "cuda_graph": cuda_graph, "fuse_dwconv": fuse_dwconv, **stats}
             result["inference"].append(row)
             print(f"  {name} infer {size}² {label}: {row}", flush=True)
             if profile is not None and label == "bf16" and row["ms"] is not None:
@@ -153,41 +156,46 @@ def bench_preset(name: str, sizes: list[int], dtypes: list[str], train_crops: li
     for crop in train_crops:
         lq = torch.rand(batch, 3, crop, crop, device="cuda")
         gt = torch.rand(batch, 3, crop, crop, device="cuda")
-        try:
+
+        def make_train_step(lq=lq, gt=gt) -> Callable[[], None]:
             step_net = graphed_for_training(model, lq, torch.bfloat16) if train_cuda_graph else net
-        except torch.cuda.OutOfMemoryError:  # the capture's own warm-up steps ran out of memory
-            torch.cuda.empty_cache()
-            step_net = None
-        opt = torch.optim.AdamW(step_net.parameters(), lr=1e-4) if step_net is not None else None
+            opt = torch.optim.AdamW(step_net.parameters(), lr=1e-4)
 
-        def train_step(lq=lq, gt=gt, step_net=step_net, opt=opt):
-            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not train_cuda_graph):
-                out = step_net(lq)
-            F.l1_loss(out.float(), gt).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            def train_step():
+                with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not train_cuda_graph):
+                    out = step_net(lq)
+                F.l1_loss(out.float(), gt).backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
 
-        row = {"crop": crop, "batch": batch, "fuse_dwconv": fuse_dwconv, "cuda_graph": train_cuda_graph,
-               **(measure_or_oom(train_step, warmup, iters) if step_net is not None else OOM_ROW)}
+            return train_step
+
+        stats, train_step = measure_or_oom(make_train_step, warmup, iters)
+        row = {"crop": crop, "batch": batch, "fuse_dwconv": fuse_dwconv, "cuda_graph": train_cuda_graph, **stats}
         row["it_per_s"] = round(1000 / row["ms"], 2) if row["ms"] else None
         result["train"].append(row)
         print(f"  {name} train {crop}²x{batch}: {row}", flush=True)
-        if profile is not None and row["ms"] is not None:
+        if profile is not None and train_step is not None:
             result["profile"].append({"what": f"train {crop}²x{batch}", "ms": profile_classes(train_step, profile)})
     return result
+
+
+def _cell(label: str, row: dict) -> str:
+    """One table cell: ms for inference rows, it/s for training rows; a graph replay's memory bound is its
+    reserved peak (see ``cuda_time``), an eager run's the allocated one."""
+    label += " graph" if row.get("cuda_graph") else ""
+    if row["ms"] is None:
+        return f"{label}: OOM"
+    speed = f"{row['it_per_s']:.2f} it/s" if "it_per_s" in row else f"{row['ms']:.1f} ms"
+    memory = f"{row['peak_reserved_gib']:.2f} GiB reserved" if row.get("cuda_graph") else f"{row['peak_gib']:.2f} GiB"
+    return f"{label}: {speed} / {memory}"
 
 
 def markdown(results: list[dict]) -> str:
     lines = []
     for r in results:
-        cells = [f"{i['size']}² {i['dtype']}" + (" graph" if i.get("cuda_graph") else "") + ": "
-                 + ("OOM" if i["ms"] is None else f"{i['ms']:.1f} ms / " + (
-                     f"{i['peak_reserved_gib']:.2f} GiB reserved" if i.get("cuda_graph") else f"{i['peak_gib']:.2f} GiB"))
-                 for i in r["inference"]]
-        cells += [f"train {t['crop']}²×{t['batch']}" + (" graph" if t.get("cuda_graph") else "") + ": "
-                  + ("OOM" if t["ms"] is None else f"{t['it_per_s']:.2f} it/s / " + (
-                      f"{t['peak_reserved_gib']:.2f} GiB reserved" if t.get("cuda_graph") else f"{t['peak_gib']:.2f} GiB"))
-                  for t in r["train"]]
+        cells = [_cell(f"{i['size']}² {i['dtype']}", i) for i in r["inference"]]
+        cells += [_cell(f"train {t['crop']}²×{t['batch']}", t) for t in r["train"]]
         label = r["preset"] + ("" if r.get("fuse_dwconv", True) else " (unfused dwconv)")
         lines.append(f"| {label} | {r['params_m']:.2f} M | " + " | ".join(cells) + " |")
         for p in r["profile"]:
