@@ -19,6 +19,7 @@ from spatial_restore.bench.restoration import main as bench_restoration
 from spatial_restore.inference.cli import main
 from spatial_restore.inference.cuda_graph import GraphedForward
 from spatial_restore.inference.restorer import Restorer
+from spatial_restore.tiling import tile_length, tile_starts, tiled_forward
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -122,6 +123,21 @@ def test_restorer_with_cuda_graphs_equals_without_tiled(views):
         np.testing.assert_allclose(graphed(image), expected, rtol=0, atol=1e-5)  # replayed, not captured again
     assert graphed._graphed is not None
     assert graphed._graphed.captures == len(graphed._graphed) == (2 if views == 1 else 4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_tiled_forward_on_cuda_gives_the_cpu_tiles():
+    """The asynchronous CUDA path (pinned buffers, tile k added on the host while the GPU runs tile k + 1)
+    gives the synchronous CPU path's output, for a network cheap enough that the host is the slower side."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="replicate"), nn.GELU(), nn.Conv2d(8, 3, 1))
+    image = torch.rand(1, 3, 700, 900)
+    with torch.inference_mode():
+        expected = tiled_forward(net, image, 128, 32, torch.device("cpu"))
+        got = tiled_forward(net.cuda(), image, 128, 32, torch.device("cuda"))
+    assert got.device.type == "cpu" and len(tile_starts(700, tile_length(700, 128, 32), 32)) > 2
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.gpu

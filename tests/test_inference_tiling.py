@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from spatial_restore.archs import SpatialMambaUNet
 from spatial_restore.inference.restorer import Restorer
-from spatial_restore.tiling import MIN_CONTEXT, tile_length, tile_starts, window
+from spatial_restore.tiling import MIN_CONTEXT, blend_weights, tile_length, tile_starts, tiled_forward, window
 from spatial_restore.metrics import psnr
 
 
@@ -64,6 +64,29 @@ def test_window_fades_only_towards_neighbours():
     assert torch.all(window(64, 16, False, False) == 1)
     border = window(64, 16, False, True)
     assert border[0] == 1 and border[-1] == 0
+
+
+@pytest.mark.parametrize("size, length, overlap", [(500, 128, 32), (2160, 768, 64), (100, 100, 16), (517, 480, 64)])
+def test_blend_weights_sum_to_one_along_an_axis(size, length, overlap):
+    starts = tile_starts(size, length, overlap)
+    total = torch.zeros(size)
+    for start, w in zip(starts, blend_weights(size, length, overlap, starts), strict=True):
+        assert w.shape == (length,) and torch.all(w >= 0)
+        total[start:start + length] += w
+    torch.testing.assert_close(total, torch.ones(size))
+
+
+def test_tiled_forward_reads_any_layout_and_returns_float():
+    """A channels-first input (validation's) and an HWC photo's permuted view give the same tiles; a half
+    precision network's output is blended in float32."""
+    net = nn.Conv2d(3, 2, 1).double()
+    photo = torch.rand(1, 90, 70, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net(photo.permute(0, 3, 1, 2))
+        for image in (photo.permute(0, 3, 1, 2), photo.permute(0, 3, 1, 2).contiguous()):
+            out = tiled_forward(lambda x: net(x).half(), image, 40, 12, torch.device("cpu"))
+            assert out.shape == (1, 2, 90, 70) and out.dtype == torch.float32
+            torch.testing.assert_close(out, expected.float(), atol=2e-3, rtol=2e-3)
 
 
 def test_tiles_blend_without_seams_for_a_local_network():
