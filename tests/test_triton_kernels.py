@@ -119,6 +119,30 @@ def test_shipped_tiles_single_chunk(config):
     assert rel_err(tri["u"].grad, ref["u"].grad) < 1e-4
 
 
+def test_offsets_widen_to_64_bits_only_for_buffers_past_int32():
+    geometry = triton_sasf._cached_geometry
+    config = tuple(triton_sasf.CHANNELS_LAST_CONFIG.as_list())
+    assert not geometry(8, 384, 256, 256, 0, True, config, torch.device("cpu")).wide  # 2.0e8 elements
+    assert geometry(1, 192, 4096, 3840, 0, True, config, torch.device("cpu")).wide  # 3.0e9 elements
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "channels_first"])
+def test_64_bit_offsets_give_the_same_answer(monkeypatch, channels_last):
+    """The I64 kernels (taken for buffers of 2**31 elements or more) on a small shape, by lowering the limit."""
+    monkeypatch.setattr(triton_sasf, "INT32_OFFSETS_BELOW", 0)
+    triton_sasf._cached_geometry.cache_clear()
+    try:
+        inputs = random_sasf_inputs(2, 3, 5, 7, seed=case_seed(), channels_last=channels_last, scan="col_reverse")
+        assert triton_sasf._geometry(inputs.u if channels_last else inputs.u.transpose(1, 2), 5, 7, 3,
+                                     channels_last, SMALL.as_list()).wide
+        y, y_ref, tri, ref = run_both(inputs, torch.float32)
+        assert rel_err(y, y_ref) < 1e-5
+        for name in NAMES:
+            assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
+    finally:
+        triton_sasf._cached_geometry.cache_clear()  # no wide plans left for the other tests
+
+
 def test_the_op_is_a_registered_custom_op_with_autograd():
     """torch.compile sees one opaque op (no graph break); its fake kernel gives the real output's metadata."""
     from torch._subclasses.fake_tensor import FakeTensorMode

@@ -24,6 +24,7 @@ import triton.language as tl
 from .interface import SCAN_CODES, SASFInputs
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+INT32_OFFSETS_BELOW = 2**31  # buffers of fewer elements than this are indexed with 32-bit offsets
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,31 @@ def _pos(t, L, H, W, SCAN: tl.constexpr):
 
 
 @triton.jit
-def _rows(b, d, D, L, CL: tl.constexpr):
-    """Per-channel part of an activation's offset: channels-last (b, L, d) or channels-first (b, d, L)."""
-    if CL:
-        return b.to(tl.int64) * L * D + d
+def _wide(x, I64: tl.constexpr):
+    """x as an offset: int64 only where some buffer of the call has 2**31 elements or more (I64), as
+    64-bit index math costs about twice the instructions of 32-bit math in the stencil kernels."""
+    if I64:
+        return x.to(tl.int64)
     else:
-        return (b * D + d).to(tl.int64) * L
+        return x
 
 
 @triton.jit
-def _cols(p, D, CL: tl.constexpr):
+def _rows(b, d, D, L, CL: tl.constexpr, I64: tl.constexpr):
+    """Per-channel part of an activation's offset: channels-last (b, L, d) or channels-first (b, d, L)."""
+    if CL:
+        return _wide(b, I64) * L * D + d
+    else:
+        return _wide(b * D + d, I64) * L
+
+
+@triton.jit
+def _cols(p, D, CL: tl.constexpr, I64: tl.constexpr):
     """Per-position part of an activation's offset (see _rows)."""
     if CL:
-        return p.to(tl.int64) * D
+        return _wide(p, I64) * D
     else:
-        return p.to(tl.int64)
+        return _wide(p, I64)
 
 
 @triton.jit
@@ -110,7 +121,7 @@ def _last(x, BL: tl.constexpr):
 def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, summ_ptr,
                      D, L, H, W, n_chunks, blocks_per_chunk,
                      BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr,
-                     CL: tl.constexpr, SCAN: tl.constexpr):
+                     CL: tl.constexpr, SCAN: tl.constexpr, I64: tl.constexpr):
     """h_t = exp(dt A) h_{t-1} + dt B u over one chunk, one tile of BL positions at a time.
 
     SUMMARY: write only (decay product, end state from h = 0) of the chunk, for the carry pass.
@@ -121,8 +132,8 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
     dmask = d < D
     A = tl.load(A_ptr + d, mask=dmask, other=0.0)
     bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-    row = (b * D + d).to(tl.int64)
-    rows = _rows(b, d, D, L, CL)
+    row = _wide(b * D + d, I64)
+    rows = _rows(b, d, D, L, CL, I64)
     if HAS_CARRY:
         state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
     else:
@@ -133,10 +144,10 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
         tmask = t < L
         p = _pos(t, L, H, W, SCAN)
         m = dmask[:, None] & tmask[None, :]
-        offs = rows[:, None] + _cols(p, D, CL)[None, :]
+        offs = rows[:, None] + _cols(p, D, CL, I64)[None, :]
         u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
         v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
-        Bt = tl.load(B_ptr + b.to(tl.int64) * L + p, mask=tmask, other=0.0).to(tl.float32)
+        Bt = tl.load(B_ptr + _wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
         dt = _softplus(v)
         a = tl.where(m, tl.exp(dt * A[:, None]), 1.0)  # padding keeps the state unchanged
         ca, cx = tl.associative_scan((a, dt * Bt[None, :] * u), 1, _affine)
@@ -169,18 +180,18 @@ def _carry_kernel(summ_ptr, carry_ptr, n_rows, n_chunks, BR: tl.constexpr, REVER
 
 
 @triton.jit
-def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr):
+def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
     """A (channels x positions) tile: position math and C are per column, shared by BDF channels."""
     d = pid_d * BDF + tl.arange(0, BDF)
     l = pid_l * BLOCK + tl.arange(0, BLOCK)
     dm = d < D
     m = l < L
-    return d, dm, l, m, l // W, l % W, _rows(b, d, D, L, CL), dm[:, None] & m[None, :]
+    return d, dm, l, m, l // W, l % W, _rows(b, d, D, L, CL, I64), dm[:, None] & m[None, :]
 
 
 @triton.jit
-def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H, W,
-                     BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr):
+def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, Wt_ptr, y_ptr, D, H, W,
+                     BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
     """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders.
 
     Index math is per column and shared by the BDF channels of the tile; a runtime loop over the
@@ -189,36 +200,34 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, K_ptr, alpha_ptr, y_ptr, D, H,
     """
     pid_l, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     L = H * W
-    d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK, CL)
+    d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK, CL, I64)
     hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
     for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
         k = kr // 3
         dil = 2 * k + 1
         rr = tl.minimum(tl.maximum(r + (kr % 3 - 1) * dil, 0), H - 1) * W
-        kp = K_ptr + (k * D + d) * 9 + (kr % 3) * 3
-        alpha = tl.load(alpha_ptr + k)
         for kj in tl.static_range(3):
             off = rr + tl.minimum(tl.maximum(c + (kj - 1) * dil, 0), W - 1)
-            w = alpha * tl.load(kp + kj, mask=dm, other=0.0)
-            hp += w[:, None] * tl.load(h_ptr + rows[:, None] + _cols(off, D, CL)[None, :], mask=m2, other=0.0)
-    offs = rows[:, None] + _cols(l, D, CL)[None, :]
+            w = tl.load(Wt_ptr + (kr * 3 + kj) * D + d, mask=dm, other=0.0)
+            hp += w[:, None] * tl.load(h_ptr + rows[:, None] + _cols(off, D, CL, I64)[None, :], mask=m2, other=0.0)
+    offs = rows[:, None] + _cols(l, D, CL, I64)[None, :]
     u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
-    C = tl.load(C_ptr + b.to(tl.int64) * L + l, mask=m, other=0.0).to(tl.float32)
+    C = tl.load(C_ptr + _wide(b, I64) * L + l, mask=m, other=0.0).to(tl.float32)
     Ds = tl.load(Ds_ptr + d, mask=dm, other=0.0)
     tl.store(y_ptr + offs, hp * C[None, :] + Ds[:, None] * u, mask=m2)
 
 
 @triton.jit
-def _g(dy_ptr, C_ptr, base, cbase, i, j, mask, W, D, CL: tl.constexpr):
+def _g(dy_ptr, C_ptr, base, cbase, i, j, mask, W, D, CL: tl.constexpr, I64: tl.constexpr):
     """g = dy * C at (i, j): the gradient reaching the fused states."""
     off = i * W + j
-    dy = tl.load(dy_ptr + base + _cols(off, D, CL), mask=mask, other=0.0)
+    dy = tl.load(dy_ptr + base + _cols(off, D, CL, I64), mask=mask, other=0.0)
     return dy * tl.load(C_ptr + cbase + off, mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit
-def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLOCK: tl.constexpr,
-                       CL: tl.constexpr):
+def _bwd_border_kernel(dy_ptr, C_ptr, Wt_ptr, border_ptr, D, H, W, BLOCK: tl.constexpr,
+                       CL: tl.constexpr, I64: tl.constexpr):
     """Adjoint terms that clamping adds on the image border, per (b, d) plane.
 
     A clamped tap at offset o sends the output positions whose index i + o left [0, N) to the edge
@@ -227,9 +236,9 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
     """
     d, b = tl.program_id(0), tl.program_id(1)
     L = H * W
-    base = _rows(b, d, D, L, CL)
-    cbase = b.to(tl.int64) * L
-    out = border_ptr + (b * D + d).to(tl.int64) * (2 * W + 2 * H)
+    base = _rows(b, d, D, L, CL, I64)
+    cbase = _wide(b, I64) * L
+    out = border_ptr + _wide(b * D + d, I64) * (2 * W + 2 * H)
     e8 = tl.arange(0, 8)
     tl_c = 0.0
     tr_c = 0.0
@@ -239,12 +248,12 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
         rows = (H - 1 - e8) if ci >= 2 else e8
         cols = (W - 1 - e8) if ci % 2 == 1 else e8
         mk = (e8 < H)[:, None] & (e8 < W)[None, :]
-        g = _g(dy_ptr, C_ptr, base, cbase, rows[:, None], cols[None, :], mk, W, D, CL)
+        g = _g(dy_ptr, C_ptr, base, cbase, rows[:, None], cols[None, :], mk, W, D, CL, I64)
         acc = 0.0
         for k in tl.static_range(3):
             dil = 2 * k + 1
             tap = (2 if ci >= 2 else 0) * 3 + (2 if ci % 2 == 1 else 0)
-            w = tl.load(alpha_ptr + k) * tl.load(K_ptr + (k * D + d) * 9 + tap)
+            w = tl.load(Wt_ptr + (k * 9 + tap) * D + d)
             acc += w * tl.sum(tl.where((e8 < dil)[:, None] & (e8 < dil)[None, :], g, 0.0))
         if ci == 0:
             tl_c = acc
@@ -261,15 +270,14 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
         bot = tl.zeros([BLOCK], dtype=tl.float32)
         for k in tl.static_range(3):
             dil = 2 * k + 1
-            alpha = tl.load(alpha_ptr + k)
             for kj in tl.static_range(3):
                 j = q - (kj - 1) * dil
                 jm = qm & (j >= 0) & (j < W)
-                wt = alpha * tl.load(K_ptr + (k * D + d) * 9 + kj)
-                wb = alpha * tl.load(K_ptr + (k * D + d) * 9 + 6 + kj)
+                wt = tl.load(Wt_ptr + (k * 9 + kj) * D + d)
+                wb = tl.load(Wt_ptr + (k * 9 + 6 + kj) * D + d)
                 for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
-                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W, D, CL)
-                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W, D, CL)
+                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W, D, CL, I64)
+                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W, D, CL, I64)
         top += tl.where(q == 0, tl_c, 0.0) + tl.where(q == W - 1, tr_c, 0.0)
         bot += tl.where(q == 0, bl_c, 0.0) + tl.where(q == W - 1, br_c, 0.0)
         tl.store(out + q, top, mask=qm)
@@ -281,22 +289,22 @@ def _bwd_border_kernel(dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, D, H, W, BLO
         right = tl.zeros([BLOCK], dtype=tl.float32)
         for k in tl.static_range(3):
             dil = 2 * k + 1
-            alpha = tl.load(alpha_ptr + k)
             for ki in tl.static_range(3):
                 i = p - (ki - 1) * dil
                 im = pm & (i >= 0) & (i < H)
-                wl = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3)
-                wr = alpha * tl.load(K_ptr + (k * D + d) * 9 + ki * 3 + 2)
+                wl = tl.load(Wt_ptr + (k * 9 + ki * 3) * D + d)
+                wr = tl.load(Wt_ptr + (k * 9 + ki * 3 + 2) * D + d)
                 for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
-                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W, D, CL)
-                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W, D, CL)
+                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W, D, CL, I64)
+                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W, D, CL, I64)
         tl.store(out + 2 * W + p, left, mask=pm)
         tl.store(out + 2 * W + H + p, right, mask=pm)
 
 
 @triton.jit
-def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
-                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr):
+def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, Wt_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
+                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr,
+                     I64: tl.constexpr):
     """Adjoint of fusion + readout on (channels x positions) tiles, looping over a group of channel tiles.
 
     dh = K^T (dy C) (zero outside the image, plus the border terms); dC accumulates h' dy over the
@@ -305,11 +313,11 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
     pid_l, grp, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_lblk = tl.num_programs(0)
     L = H * W
-    cbase = b.to(tl.int64) * L
+    cbase = _wide(b, I64) * L
     dC = tl.zeros([BLOCK], dtype=tl.float32)
     for j in range(tiles_per_group):
-        d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK, CL)
-        dy = tl.load(dy_ptr + rows[:, None] + _cols(l, D, CL)[None, :], mask=m2, other=0.0)
+        d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK, CL, I64)
+        dy = tl.load(dy_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :], mask=m2, other=0.0)
         g = dy * tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)[None, :]
         hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
         dh = tl.zeros([BDF, BLOCK], dtype=tl.float32)
@@ -320,31 +328,29 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, K_ptr, alpha_ptr, border_ptr, dh_ptr,
             rr = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W
             ra = r - oi
             rm = m & (ra >= 0) & (ra < H)
-            kp = K_ptr + (k * D + d) * 9 + (kr % 3) * 3
-            alpha = tl.load(alpha_ptr + k)
             for kj in tl.static_range(3):
                 oj = (kj - 1) * dil
-                w = alpha * tl.load(kp + kj, mask=dm, other=0.0)
-                hoff = _cols(rr + tl.minimum(tl.maximum(c + oj, 0), W - 1), D, CL)
+                w = tl.load(Wt_ptr + (kr * 3 + kj) * D + d, mask=dm, other=0.0)
+                hoff = _cols(rr + tl.minimum(tl.maximum(c + oj, 0), W - 1), D, CL, I64)
                 hv = tl.load(h_ptr + rows[:, None] + hoff[None, :], mask=m2, other=0.0)
                 hp += w[:, None] * hv
                 tap = (b * n_lblk + pid_l) * 27 + kr * 3 + kj
-                tl.store(S_ptr + tap.to(tl.int64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
+                tl.store(S_ptr + _wide(tap, I64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
                 ca = c - oj
                 am = rm & (ca >= 0) & (ca < W)
                 off = ra * W + ca
                 wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
-                dyoff = rows[:, None] + _cols(off, D, CL)[None, :]
+                dyoff = rows[:, None] + _cols(off, D, CL, I64)[None, :]
                 dh += wC * tl.load(dy_ptr + dyoff, mask=dm[:, None] & am[None, :], other=0.0)
-        bb = border_ptr + (b * D + d).to(tl.int64)[:, None] * (2 * W + 2 * H)
+        bb = border_ptr + _wide(b * D + d, I64)[:, None] * (2 * W + 2 * H)
         dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
         dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
         dh += tl.load(bb + 2 * W + r[None, :], mask=m2 & (c == 0)[None, :], other=0.0)
         dh += tl.load(bb + 2 * W + H + r[None, :], mask=m2 & (c == W - 1)[None, :], other=0.0)
-        tl.store(dh_ptr + rows[:, None] + _cols(l, D, CL)[None, :], dh, mask=m2)
+        tl.store(dh_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :], dh, mask=m2)
         dC += tl.sum(hp * dy, axis=0)
     l = pid_l * BLOCK + tl.arange(0, BLOCK)
-    tl.store(dC_ptr + (b * n_groups + grp).to(tl.int64) * L + l, dC, mask=l < L)
+    tl.store(dC_ptr + _wide(b * n_groups + grp, I64) * L + l, dC, mask=l < L)
 
 
 @triton.jit
@@ -352,7 +358,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
                      du_ptr, ddl_ptr, dB_ptr, red_ptr, carry_ptr, summ_ptr,
                      D, L, H, W, n_chunks, blocks_per_chunk,
                      BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr,
-                     CL: tl.constexpr, SCAN: tl.constexpr):
+                     CL: tl.constexpr, SCAN: tl.constexpr, I64: tl.constexpr):
     """Reverse scan gh_t = dh_t + exp(dt_{t+1} A) gh_{t+1}, then every scan gradient from gh.
 
     Tiles are loaded in descending t, so a forward associative scan runs backwards in time. Uses
@@ -365,8 +371,8 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
     A = tl.load(A_ptr + d, mask=dmask, other=0.0)
     bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
     Ds = tl.load(Ds_ptr + d, mask=dmask, other=0.0)
-    row = (b * D + d).to(tl.int64)
-    rows = _rows(b, d, D, L, CL)
+    row = _wide(b * D + d, I64)
+    rows = _rows(b, d, D, L, CL, I64)
     if HAS_CARRY:
         state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
     else:
@@ -380,9 +386,9 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
         tmask = t < L
         p = _pos(t, L, H, W, SCAN)
         m = dmask[:, None] & tmask[None, :]
-        offs = rows[:, None] + _cols(p, D, CL)[None, :]
+        offs = rows[:, None] + _cols(p, D, CL, I64)[None, :]
         m1 = dmask[:, None] & (t + 1 < L)[None, :]
-        offs1 = rows[:, None] + _cols(_pos(t + 1, L, H, W, SCAN), D, CL)[None, :]
+        offs1 = rows[:, None] + _cols(_pos(t + 1, L, H, W, SCAN), D, CL, I64)[None, :]
         v1 = tl.load(dl_ptr + offs1, mask=m1, other=0.0).to(tl.float32) + bias[:, None]
         a1 = tl.where(m1, tl.exp(_softplus(v1) * A[:, None]), 1.0)
         ca, cg = tl.associative_scan((a1, tl.load(dh_ptr + offs, mask=m, other=0.0)), 1, _affine)
@@ -393,7 +399,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
         else:
             u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
             v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
-            Bt = tl.load(B_ptr + b.to(tl.int64) * L + p, mask=tmask, other=0.0).to(tl.float32)
+            Bt = tl.load(B_ptr + _wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
             h = tl.load(h_ptr + offs, mask=m, other=0.0)
             dy = tl.load(dy_ptr + offs, mask=m, other=0.0)
             dt = _softplus(v)
@@ -404,7 +410,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
             ddl = tl.where(m, ddt * sig, 0.0)
             tl.store(du_ptr + offs, (Ds[:, None] * dy + gdt * Bt[None, :]).to(du_ptr.dtype.element_ty), mask=m)
             tl.store(ddl_ptr + offs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
-            tl.store(dB_ptr + (b * n_dblk + pid_d).to(tl.int64) * L + p, tl.sum(gdt * u, axis=0), mask=tmask)
+            tl.store(dB_ptr + _wide(b * n_dblk + pid_d, I64) * L + p, tl.sum(gdt * u, axis=0), mask=tmask)
             dA += tl.sum(tl.where(m, gdt * prev, 0.0), axis=1)
             dbias += tl.sum(ddl, axis=1)
             dD += tl.sum(u * dy, axis=1)
@@ -413,7 +419,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
         tl.store(summ_ptr + base, decay, mask=dmask)
         tl.store(summ_ptr + base + 1, state, mask=dmask)
     else:
-        red = red_ptr + ((b * n_chunks + chunk) * 3).to(tl.int64) * D + d
+        red = red_ptr + _wide((b * n_chunks + chunk) * 3, I64) * D + d
         tl.store(red, dA, mask=dmask)
         tl.store(red + D, dbias, mask=dmask)
         tl.store(red + 2 * D, dD, mask=dmask)
@@ -473,6 +479,7 @@ class _Geometry:
     scan: int  # SCAN code of _pos
     channels_last: bool
     plan: _Plan
+    wide: bool  # int64 offsets (I64): some buffer of the call has 2**31 elements or more
 
     @property
     def length(self) -> int:
@@ -480,7 +487,7 @@ class _Geometry:
 
     def scan_meta(self) -> dict:
         p = self.plan
-        return dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps, CL=self.channels_last, SCAN=self.scan)
+        return dict(BD=p.BD, BL=p.BL, num_warps=p.scan_warps, CL=self.channels_last, SCAN=self.scan, I64=self.wide)
 
 
 def _geometry(u: torch.Tensor, height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> _Geometry:
@@ -492,7 +499,17 @@ def _geometry(u: torch.Tensor, height: int, width: int, scan: int, channels_last
 def _cached_geometry(b, d, height, width, scan, channels_last, config, device) -> _Geometry:
     """Forward and backward of every layer ask for the same few shapes: plan them once (host time)."""
     cfg = TritonConfig(*config[:2], config[2] or None, *config[3:])
-    return _Geometry(b, d, height, width, scan, channels_last, _Plan.make(b, d, height * width, device, cfg))
+    length = height * width
+    plan = _Plan.make(b, d, length, device, cfg)
+    largest = max(b * length * d, b * d * 2 * (height + width), b * triton.cdiv(length, plan.FB) * 27 * d,
+                  b * max(plan.n_groups, triton.cdiv(d, plan.BD)) * length)  # activations, border, S, dC / dB
+    return _Geometry(b, d, height, width, scan, channels_last, plan, largest >= INT32_OFFSETS_BELOW)
+
+
+def _stencil_weights(K: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """(27, d): alpha_r K_r with the taps in the stencil loops' order (dilation, row, column), so a tile
+    reads each tap's weights for its channels as one contiguous vector."""
+    return (K * alpha.view(3, 1, 1, 1)).permute(0, 2, 3, 1).reshape(27, K.shape[1])
 
 
 def _scan_states(u, delta, B, A, dt_bias, g: _Geometry) -> torch.Tensor:
@@ -519,8 +536,8 @@ def _forward(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, c
     h = _scan_states(u, delta, B, A, dt_bias, g)
     y = torch.empty_like(h)
     _fwd_fuse_kernel[(triton.cdiv(g.length, p.FB), triton.cdiv(g.d, p.BDF), g.b)](
-        h, u, C, Dskip, K, alpha, y, g.d, height, width, BDF=p.BDF, BLOCK=p.FB, CL=channels_last,
-        num_warps=p.fuse_warps)
+        h, u, C, Dskip, _stencil_weights(K, alpha), y, g.d, height, width, BDF=p.BDF, BLOCK=p.FB, CL=channels_last,
+        I64=g.wide, num_warps=p.fuse_warps)
     return y
 
 
@@ -546,15 +563,16 @@ def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, widt
 
     border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
     edge = min(256, triton.next_power_of_2(max(height, width)))
-    _bwd_border_kernel[(d, b)](dy, C, K, alpha, border, d, height, width,
-                               BLOCK=edge, CL=cl, num_warps=_warps(edge, DEFAULT_CONFIG))
+    weights = _stencil_weights(K, alpha)
+    _bwd_border_kernel[(d, b)](dy, C, weights, border, d, height, width,
+                               BLOCK=edge, CL=cl, I64=g.wide, num_warps=_warps(edge, DEFAULT_CONFIG))
     n_lblk = triton.cdiv(length, p.FB)
     dh = torch.empty_like(h)
     dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
     S = torch.empty(b, n_lblk, 27, d, device=dev, dtype=f32)
-    _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, K, alpha, border, dh, dC, S, d, height, width,
+    _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, weights, border, dh, dC, S, d, height, width,
                                               p.tiles_per_group, p.n_groups, BDF=p.BDF, BLOCK=p.FB, CL=cl,
-                                              num_warps=p.fuse_warps)
+                                              I64=g.wide, num_warps=p.fuse_warps)
 
     n_dblk = triton.cdiv(d, p.BD)
     grid = (n_dblk, p.n_chunks, b)

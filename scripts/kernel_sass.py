@@ -1,0 +1,102 @@
+"""Compile the SASF Triton kernels for a GPU architecture without a GPU and count their machine code.
+
+    python scripts/kernel_sass.py [--arch 90] [--dump DIR]
+
+For each kernel at the network's channels-last tiles (bf16 activations, 32-bit offsets) it prints the
+registers per thread, spill stores, and the instruction count of every loop body in the SASS, the
+per-tile work the stencil and scan kernels repeat. These are static counts, not timings: they show
+what a change does to the code on a machine without a GPU, and only the GPU bench says what it is worth.
+Uses Triton's bundled ptxas, cuobjdump and nvdisasm; --dump keeps the cubin and SASS of each kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+
+from spatial_restore.kernels import triton_sasf as ts
+
+TOOLS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+F32, BF16, I32 = "*fp32", "*bf16", "i32"
+SCAN_META = dict(BD=32, BL=64, SUMMARY=False, HAS_CARRY=True, CL=True, SCAN=0, I64=False)
+FUSE_META = dict(BDF=32, BLOCK=64, CL=True, I64=False)
+# kernel -> (argument types; arguments not named are constexprs), compile-time constants, warps
+KERNELS = {
+    "fwd_scan": (ts._fwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, h_ptr=F32,
+                                           carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32, n_chunks=I32,
+                                           blocks_per_chunk=I32), SCAN_META, 4),
+    "fwd_fuse": (ts._fwd_fuse_kernel, dict(h_ptr=F32, u_ptr=BF16, C_ptr=BF16, Ds_ptr=F32, Wt_ptr=F32, y_ptr=F32,
+                                           D=I32, H=I32, W=I32), FUSE_META, 4),
+    "bwd_border": (ts._bwd_border_kernel, dict(dy_ptr=F32, C_ptr=BF16, Wt_ptr=F32, border_ptr=F32, D=I32, H=I32,
+                                               W=I32), dict(BLOCK=256, CL=True, I64=False), 2),
+    "bwd_fuse": (ts._bwd_fuse_kernel, dict(h_ptr=F32, dy_ptr=F32, C_ptr=BF16, Wt_ptr=F32, border_ptr=F32, dh_ptr=F32,
+                                           dC_ptr=F32, S_ptr=F32, D=I32, H=I32, W=I32, tiles_per_group=I32,
+                                           n_groups=I32), FUSE_META, 4),
+    "bwd_scan": (ts._bwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, Ds_ptr=F32,
+                                           h_ptr=F32, dh_ptr=F32, dy_ptr=F32, du_ptr=BF16, ddl_ptr=BF16, dB_ptr=F32,
+                                           red_ptr=F32, carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32,
+                                           n_chunks=I32, blocks_per_chunk=I32), SCAN_META, 4),
+}
+# loop counts and grid sizes vary at run time; sizes and pointers are specialised as at a real launch
+UNALIGNED = {"n_chunks", "blocks_per_chunk", "tiles_per_group", "n_groups"}
+INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)(\S*)\s*([^;]*);")
+LABEL = re.compile(r"^\s*(\.L\w+):")
+BRANCH = re.compile(r"(\.L\w+)")
+
+
+def compile_kernel(fn, types: dict[str, str], constants: dict, warps: int, arch: int):
+    signature = {name: types.get(name, "constexpr") for name in fn.arg_names}
+    aligned = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in types if n not in UNALIGNED}
+    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=aligned)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps))
+
+
+def loop_bodies(sass: str) -> list[tuple[int, collections.Counter]]:
+    """(instructions, opcode counts) of each loop: the code between a label and a branch back to it."""
+    labels: dict[str, int] = {}
+    ops: list[str] = []
+    bodies = []
+    for line in sass.splitlines():
+        if m := LABEL.match(line):
+            labels[m.group(1)] = len(ops)
+        elif m := INSTRUCTION.search(line):
+            ops.append(m.group(1))
+            target = BRANCH.search(m.group(3)) if m.group(1) == "BRA" else None
+            if target and labels.get(target.group(1), len(ops)) < len(ops) - 1:
+                body = ops[labels[target.group(1)]:]
+                bodies.append((len(body), collections.Counter(body)))
+    return bodies
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", type=int, default=90, help="compute capability x10 (90: H100/H200)")
+    p.add_argument("--dump", type=Path, help="keep each kernel's cubin and SASS here")
+    args = p.parse_args()
+    out = args.dump or Path(tempfile.mkdtemp())
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"| kernel (sm_{args.arch}, triton {triton.__version__}) | registers | spill stores | loop bodies "
+          "(instructions: most frequent) |\n|---|---:|---:|---|")
+    for name, (fn, types, constants, warps) in KERNELS.items():
+        cubin = out / f"{name}.cubin"
+        cubin.write_bytes(compile_kernel(fn, types, constants, warps, args.arch).asm["cubin"])
+        sass = subprocess.run([TOOLS / "nvdisasm", "-c", cubin], capture_output=True, text=True, check=True).stdout
+        (out / f"{name}.sass").write_text(sass)
+        usage = subprocess.run([TOOLS / "cuobjdump", "-res-usage", cubin], capture_output=True, text=True,
+                               check=True).stdout
+        registers = re.search(r"REG:(\d+)", usage).group(1)
+        spills = sum(1 for line in sass.splitlines() if re.search(r"\bSTL\b", line))
+        loops = "; ".join(f"{n}: " + ", ".join(f"{op} {c}" for op, c in ops.most_common(4))
+                          for n, ops in loop_bodies(sass))
+        print(f"| {name} | {registers} | {spills} | {loops} |")
+
+
+if __name__ == "__main__":
+    main()
