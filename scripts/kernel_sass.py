@@ -1,10 +1,10 @@
-"""Compile the SASF Triton kernels for a GPU architecture without a GPU and count their machine code.
+"""Compile the SASF and depthwise-conv Triton kernels for a GPU architecture without a GPU and count their machine code.
 
     python scripts/kernel_sass.py [--arch 90] [--dump DIR]
 
 For each kernel at the network's channels-last tiles (bf16 activations, 32-bit offsets) it prints the
-registers per thread, spill stores, and the instruction count of every loop body in the SASS, the
-per-tile work the stencil and scan kernels repeat. These are static counts, not timings: they show
+registers per thread, spill stores, the kernel's instruction count, and that of every loop body in the
+SASS (the per-tile work the stencil and scan kernels repeat). These are static counts, not timings: they show
 what a change does to the code on a machine without a GPU, and only the GPU bench says what it is worth.
 Uses Triton's bundled ptxas, cuobjdump and nvdisasm; --dump keeps the cubin and SASS of each kernel.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import triton
 from triton.backends.compiler import GPUTarget
 
+from spatial_restore.kernels import triton_dwconv as dw
 from spatial_restore.kernels import triton_sasf as ts
 
 TOOLS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -43,6 +44,12 @@ KERNELS = {
                                            h_ptr=F32, dh_ptr=F32, dy_ptr=F32, du_ptr=BF16, ddl_ptr=BF16, dB_ptr=F32,
                                            red_ptr=F32, carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32,
                                            n_chunks=I32, blocks_per_chunk=I32), SCAN_META, 4),
+    # the GDFN's gate at C = 96: tiles of 2 x 32 positions x 64 channels (dw._tiles), the widest epilogue
+    "dwconv_gate": (dw._dwconv_kernel, dict(x_ptr=BF16, w_ptr=F32, bias_ptr=F32, g_ptr=BF16, y_ptr=BF16, H=I32,
+                                            W=I32, C=I32, N=I32, SX=I32), dict(BH=2, BW=32, BC=64, EPILOGUE=1, I64=False), 8),
+    "dwconv_bwd": (dw._dwconv_bwd_kernel, dict(gc_ptr=BF16, x_ptr=BF16, w_ptr=F32, dx_ptr=BF16, part_ptr=F32,
+                                               H=I32, W=I32, N=I32, SX=I32),
+                   dict(BH=2, BW=32, BC=64, ROWS=8, IDENTITY=False, I64=False), 4),
 }
 # loop counts and grid sizes vary at run time; sizes and pointers are specialised as at a real launch
 UNALIGNED = {"n_chunks", "blocks_per_chunk", "tiles_per_group", "n_groups"}
@@ -82,8 +89,8 @@ def main() -> None:
     args = p.parse_args()
     out = args.dump or Path(tempfile.mkdtemp())
     out.mkdir(parents=True, exist_ok=True)
-    print(f"| kernel (sm_{args.arch}, triton {triton.__version__}) | registers | spill stores | loop bodies "
-          "(instructions: most frequent) |\n|---|---:|---:|---|")
+    print(f"| kernel (sm_{args.arch}, triton {triton.__version__}) | warps | registers | spill stores | instructions "
+          "| loop bodies (instructions: most frequent) |\n|---|---:|---:|---:|---:|---|")
     for name, (fn, types, constants, warps) in KERNELS.items():
         cubin = out / f"{name}.cubin"
         cubin.write_bytes(compile_kernel(fn, types, constants, warps, args.arch).asm["cubin"])
@@ -93,9 +100,10 @@ def main() -> None:
                                check=True).stdout
         registers = re.search(r"REG:(\d+)", usage).group(1)
         spills = sum(1 for line in sass.splitlines() if re.search(r"\bSTL\b", line))
+        total = sum(1 for line in sass.splitlines() if INSTRUCTION.search(line))
         loops = "; ".join(f"{n}: " + ", ".join(f"{op} {c}" for op, c in ops.most_common(4))
                           for n, ops in loop_bodies(sass))
-        print(f"| {name} | {registers} | {spills} | {loops} |")
+        print(f"| {name} | {warps} | {registers} | {spills} | {total} | {loops} |")
 
 
 if __name__ == "__main__":

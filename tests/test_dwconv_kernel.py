@@ -20,9 +20,11 @@ pytest.importorskip("triton")
 from conftest import case_seed, rel_err  # noqa: E402
 from spatial_restore import kernels  # noqa: E402
 from spatial_restore.kernels import triton_dwconv as dwconv  # noqa: E402
+from spatial_restore.kernels import triton_offsets  # noqa: E402
 
 if os.environ["TRITON_INTERPRET"] == "1" and type(dwconv._dwconv_kernel).__name__ != "InterpretedFunction":
-    importlib.reload(dwconv)  # imported before the variable was set: re-decorate the kernels
+    importlib.reload(triton_offsets)  # imported before the variable was set: re-decorate the kernels
+    importlib.reload(dwconv)
 
 # (B, H, W, C out, tiles): C out is the conv's channel count, except for the gate (half of it)
 SHAPES = [
@@ -83,6 +85,19 @@ def test_float32_matches_reference(shape, epilogue):
 
 
 @pytest.mark.parametrize("epilogue", EPILOGUES)
+def test_64_bit_offsets_give_the_same_answer(monkeypatch, epilogue):
+    """The I64 kernels (taken for tensors of 2**31 elements or more) on a small sliced input, by lowering
+    the limit; the decision itself on the sizes."""
+    assert dwconv._int64(torch.empty(1, 2**16, 2**15, 8, device="meta"), 8)
+    assert not dwconv._int64(torch.empty(8, 256, 256, 384, device="meta"), 384)
+    monkeypatch.setattr(triton_offsets, "INT32_OFFSETS_BELOW", 0)
+    y, y_ref, grads, ref_grads = run_both(SHAPES[1], epilogue, torch.float32, slice_of=3)
+    assert rel_err(y, y_ref) < 1e-5
+    for name, g, r in zip(("x", "weight", "bias"), grads, ref_grads):
+        assert rel_err(g, r) < 1e-5, name
+
+
+@pytest.mark.parametrize("epilogue", EPILOGUES)
 @pytest.mark.parametrize("shape", SHAPES[:1], ids=["2x5x7x6"])  # the dtype only enters loads and stores
 def test_bfloat16_matches_reference(shape, epilogue):
     y, y_ref, grads, ref_grads = run_both(shape, epilogue, torch.bfloat16)
@@ -135,7 +150,7 @@ def test_reference_is_the_unfused_network_code():
 def test_custom_op_is_registered_with_autograd_and_compiles_without_graph_break():
     x, weight, bias = (t.float() for t in case(1, 3, 4, 3, "gate", case_seed()))
     for code in dwconv.EPILOGUES.values():
-        args = (x, weight, bias, code, [2, 4, 4, 2])
+        args = (x, dwconv.taps_major(weight), bias, code, [2, 4, 4, 2])
         torch.library.opcheck(torch.ops.spatial_restore.dwconv_fwd, args,
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
         # the backward op's fake must give its real strides too: inductor asserts them in compiled backwards

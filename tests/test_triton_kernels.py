@@ -25,10 +25,11 @@ from conftest import case_seed, rel_err  # noqa: E402
 from sasf_inputs import random_sasf_inputs  # noqa: E402
 from spatial_restore import kernels  # noqa: E402
 from spatial_restore.kernels import SCAN_CODES, sasf, sasf_core, sasf_core_ref  # noqa: E402
-from spatial_restore.kernels import triton_sasf  # noqa: E402
+from spatial_restore.kernels import triton_offsets, triton_sasf  # noqa: E402
 
 if os.environ["TRITON_INTERPRET"] == "1" and type(triton_sasf._fwd_scan_kernel).__name__ != "InterpretedFunction":
-    importlib.reload(triton_sasf)  # imported before the variable was set: re-decorate the kernels
+    importlib.reload(triton_offsets)  # imported before the variable was set: re-decorate the kernels
+    importlib.reload(triton_sasf)
 
 # tiles of 2 channels x 8 positions (scan; 16-position chunks) and 2 x 64 (stencil): D = 3 leaves a ragged tile
 SMALL = triton_sasf.TritonConfig(scan_rows=2, scan_block=8, chunk_len=16, fuse_rows=2, fuse_block=64)
@@ -129,7 +130,7 @@ def test_offsets_widen_to_64_bits_only_for_buffers_past_int32():
 @pytest.mark.parametrize("channels_last", [True, False], ids=["channels_last", "channels_first"])
 def test_64_bit_offsets_give_the_same_answer(monkeypatch, channels_last):
     """The I64 kernels (taken for buffers of 2**31 elements or more) on a small shape, by lowering the limit."""
-    monkeypatch.setattr(triton_sasf, "INT32_OFFSETS_BELOW", 0)
+    monkeypatch.setattr(triton_offsets, "INT32_OFFSETS_BELOW", 0)
     triton_sasf._cached_geometry.cache_clear()
     try:
         inputs = random_sasf_inputs(2, 3, 5, 7, seed=case_seed(), channels_last=channels_last, scan="col_reverse")

@@ -30,6 +30,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from .triton_offsets import needs_int64, wide
+
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # epilogue codes (compile-time); *_GRAD are the activations' backward up to the conv
 RESIDUAL, GATE, GATE_GRAD, SILU, SILU_GRAD = (tl.constexpr(i) for i in range(5))
@@ -65,45 +67,47 @@ def _tile(th, C, H, W, BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr):
 
 
 @triton.jit
-def _offsets(b, hh, ww, c, H, W, S):
-    """64-bit element offsets of positions (hh, ww) x channels c in a (B, H, W, *) tensor whose positions
-    lie S elements apart (S = its channel count when contiguous)."""
-    return ((b * H + hh).to(tl.int64) * W + ww)[:, None] * S + c[None, :]
+def _offsets(b, hh, ww, c, H, W, S, I64: tl.constexpr):
+    """Element offsets of positions (hh, ww) x channels c in a (B, H, W, *) tensor whose positions lie S
+    elements apart (S = its channel count when contiguous); 64-bit where the call needs it (I64)."""
+    return (wide(b * H + hh, I64) * W + ww)[:, None] * S + c[None, :]
 
 
 @triton.jit
-def _load(ptr, b, hh, ww, c, cm, H, W, S):
+def _load(ptr, b, hh, ww, c, cm, H, W, S, I64: tl.constexpr):
     """ptr[b, hh, ww, c] in float32, zero outside the image (the conv's zero padding)."""
     inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-    x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, S), mask=inside[:, None] & cm[None, :], other=0.0)
+    x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, S, I64), mask=inside[:, None] & cm[None, :], other=0.0)
     return x.to(tl.float32)
 
 
 @triton.jit
-def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, S, BP: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr):
-    """sum over the taps k = 3 ky + kx of w[c, k] * ptr[b, hh + ky - 1, ww + kx - 1, c]; FLIP uses
-    w[c, 8 - k], which makes it the transposed conv (the input gradient of the plain one)."""
+def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, S, N, BP: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr,
+          I64: tl.constexpr):
+    """sum over the taps k = 3 ky + kx of w[k, c] * ptr[b, hh + ky - 1, ww + kx - 1, c] (w taps-major,
+    (9, N): a tap's weights for the tile's channels are one vector); FLIP uses w[8 - k, c], which makes
+    it the transposed conv (the input gradient of the plain one)."""
     acc = tl.zeros((BP, BC), dtype=tl.float32)
     for k in tl.static_range(9):
         tap = 8 - k if FLIP else k
-        wk = tl.load(w_ptr + c * 9 + tap, mask=cm, other=0.0)
-        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, S)
+        wk = tl.load(w_ptr + tap * N + c, mask=cm, other=0.0)
+        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, S, I64)
     return acc
 
 
 @triton.jit
 def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, N, SX, BH: tl.constexpr, BW: tl.constexpr,
-                   BC: tl.constexpr, EPILOGUE: tl.constexpr):
+                   BC: tl.constexpr, EPILOGUE: tl.constexpr, I64: tl.constexpr):
     """One tile of positions x C output channels of image program_id(1): the conv of x (N = C channels,
     or 2C for the gate; positions SX elements apart) and the epilogue; the *_GRAD epilogues write the
     gradient at the conv's output (N channels, contiguous) from g = dL/dy instead."""
     b = tl.program_id(1)
     hh, ww, c, cm, m = _tile(tl.program_id(0) // tl.cdiv(W, BW), C, H, W, BH, BW, BC)
-    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, SX, BH * BW, BC, False)
+    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, SX, N, BH * BW, BC, False, I64)
     a += tl.load(bias_ptr + c, mask=cm, other=0.0)[None, :]
-    out = _offsets(b, hh, ww, c, H, W, C)
+    out = _offsets(b, hh, ww, c, H, W, C, I64)
     if EPILOGUE == RESIDUAL:
-        y = a + _load(x_ptr, b, hh, ww, c, cm, H, W, SX)
+        y = a + _load(x_ptr, b, hh, ww, c, cm, H, W, SX, I64)
         tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=m)
     elif EPILOGUE >= SILU:
         s = tl.sigmoid(a)
@@ -113,7 +117,7 @@ def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, N, SX, BH: tl.
             g = tl.load(g_ptr + out, mask=m, other=0.0).to(tl.float32)
             tl.store(y_ptr + out, (g * s * (1.0 + a * (1.0 - s))).to(y_ptr.dtype.element_ty), mask=m)
     else:
-        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, SX, BH * BW, BC, False)
+        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, SX, N, BH * BW, BC, False, I64)
         v += tl.load(bias_ptr + C + c, mask=cm, other=0.0)[None, :]
         cdf = 0.5 + 0.5 * tl.erf(a * 0.7071067811865476)  # exact GELU: a * Phi(a)
         if EPILOGUE == GATE:
@@ -121,14 +125,14 @@ def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, N, SX, BH: tl.
         else:
             g = tl.load(g_ptr + out, mask=m, other=0.0).to(tl.float32)
             pdf = tl.exp(-0.5 * a * a) * 0.3989422804014327
-            dst = _offsets(b, hh, ww, c, H, W, N)
+            dst = _offsets(b, hh, ww, c, H, W, N, I64)
             tl.store(y_ptr + dst, (g * v * (cdf + a * pdf)).to(y_ptr.dtype.element_ty), mask=m)
             tl.store(y_ptr + dst + C, (g * a * cdf).to(y_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
 def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: tl.constexpr, BW: tl.constexpr,
-                       BC: tl.constexpr, ROWS: tl.constexpr, IDENTITY: tl.constexpr):
+                       BC: tl.constexpr, ROWS: tl.constexpr, IDENTITY: tl.constexpr, I64: tl.constexpr):
     """From gc = dL/d(conv output), over ROWS row tiles: dx = transposed conv of gc (+ gc when IDENTITY,
     the residual's path; gc and dx contiguous, x's positions SX elements apart); and the program's sums
     of gc * (x shifted by tap k), rows k < 9, and of gc,
@@ -138,17 +142,17 @@ def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: 
     sums = tl.zeros((16, BC), dtype=tl.float32)
     for r in range(ROWS):
         hh, ww, c, cm, m = _tile((tl.program_id(0) // tl.cdiv(W, BW)) * ROWS + r, N, H, W, BH, BW, BC)
-        dx = _conv(gc_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, BH * BW, BC, True)
-        g = _load(gc_ptr, b, hh, ww, c, cm, H, W, N)  # zero off the image: the sums below need no mask
+        dx = _conv(gc_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, N, BH * BW, BC, True, I64)
+        g = _load(gc_ptr, b, hh, ww, c, cm, H, W, N, I64)  # zero off the image: the sums below need no mask
         if IDENTITY:
             dx += g
-        tl.store(dx_ptr + _offsets(b, hh, ww, c, H, W, N), dx.to(dx_ptr.dtype.element_ty), mask=m)
+        tl.store(dx_ptr + _offsets(b, hh, ww, c, H, W, N, I64), dx.to(dx_ptr.dtype.element_ty), mask=m)
         for k in tl.static_range(9):
-            xs = _load(x_ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, SX)
+            xs = _load(x_ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, SX, I64)
             sums += tl.where(k16 == k, tl.sum(g * xs, axis=0)[None, :], 0.0)
         sums += tl.where(k16 == 9, tl.sum(g, axis=0)[None, :], 0.0)
     c = tl.program_id(2) * BC + tl.arange(0, BC)
-    part = part_ptr + (b * tl.num_programs(0) + tl.program_id(0)).to(tl.int64) * (10 * N)
+    part = part_ptr + wide(b * tl.num_programs(0) + tl.program_id(0), I64) * (10 * N)
     tl.store(part + k16 * N + c[None, :], sums, mask=(k16 < 10) & (c < N)[None, :])
 
 
@@ -183,13 +187,26 @@ def _tiles_for(tiles, c, x):
     return tiles or _tiles(c, x.shape[1], x.shape[2])
 
 
+def _warps(tile: int, convs: int = 1) -> int:
+    """Warps per program: 2 for small tiles, 4, or 8 for tiles of 4096 elements with two convs (the gate's
+    a and v), which at 4 warps need more than the 255 registers a thread has and spill."""
+    return 8 if convs == 2 and tile >= 4096 else 4 if tile >= 2048 else 2
+
+
+def _int64(x: torch.Tensor, n: int) -> bool:
+    """Whether x (positions _pixel_stride(x) apart) or a (B, H, W, n) tensor needs 64-bit offsets."""
+    b, h, w, _ = x.shape
+    return needs_int64(b * h * w * max(_pixel_stride(x), n))
+
+
 def _launch(x, weight, bias, g, y, epilogue, c, tiles):
     """_dwconv_kernel over x (B, H, W, N) for C = c output channels."""
     b, h, w, n = x.shape
     bh, bw, bc, _ = _tiles_for(tiles, c, x)
     grid = (triton.cdiv(h, bh) * triton.cdiv(w, bw), b, triton.cdiv(c, bc))
+    convs = 2 if epilogue in (GATE.value, GATE_GRAD.value) else 1
     _dwconv_kernel[grid](x, weight, bias, g, y, h, w, c, n, _pixel_stride(x), BH=bh, BW=bw, BC=bc,
-                         EPILOGUE=epilogue, num_warps=4 if bh * bw * bc >= 2048 else 2)
+                         EPILOGUE=epilogue, I64=_int64(x, n), num_warps=_warps(bh * bw * bc, convs))
 
 
 def _forward(x, weight, bias, epilogue, tiles):
@@ -203,7 +220,7 @@ def _forward(x, weight, bias, epilogue, tiles):
 def dwconv_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: int,
                tiles: list[int]) -> torch.Tensor:
     """y (B, H, W, C) contiguous, in x's dtype. x (B, H, W, N), contiguous or a channel slice of a
-    contiguous tensor; weight (N, 1, 3, 3), bias (N,) float32;
+    contiguous tensor; weight (9, N) taps-major (``taps_major``), bias (N,) float32;
     epilogue one of ``EPILOGUES``' codes; tiles [rows, columns, channels] of a program's tile (powers of
     two) and the backward's row tiles per program, or [] for the default of x's shape."""
     return _forward(x, weight, bias, epilogue, tiles)
@@ -228,10 +245,10 @@ def _backward_impl(dy, x, weight, bias, epilogue, tiles):
     part = torch.empty(b * n_prog, 10, n, device=x.device, dtype=torch.float32)
     _dwconv_bwd_kernel[(n_prog, b, triton.cdiv(n, bc))](gc, x, weight, dx, part, h, w, n, _pixel_stride(x),
                                                         BH=bh, BW=bw, BC=bc, ROWS=rows,
-                                                        IDENTITY=epilogue == RESIDUAL.value,
-                                                        num_warps=4 if bh * bw * bc >= 2048 else 2)
+                                                        IDENTITY=epilogue == RESIDUAL.value, I64=_int64(x, n),
+                                                        num_warps=_warps(bh * bw * bc))
     red = part.sum(0)
-    return [dx, red[:9].t().contiguous().view(weight.shape), red[9].clone()]  # contiguous, as the fake says
+    return [dx, red[:9].clone(), red[9].clone()]
 
 
 @torch.library.custom_op("spatial_restore::dwconv_bwd", mutates_args=())
@@ -280,6 +297,11 @@ class _EagerDWConv(torch.autograd.Function):
         return _grads(ctx, dy, _backward_impl)
 
 
+def taps_major(weight: torch.Tensor) -> torch.Tensor:
+    """A depthwise conv's (N, 1, 3, 3) weight as the kernels read it: (9, N) float32, tap k = 3 ky + kx first."""
+    return weight.to(torch.float32).reshape(weight.shape[0], 9).t().contiguous()
+
+
 def dwconv_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilogue: str,
                   tiles: Sequence[int] | None = None) -> torch.Tensor:
     """``dwconv_ref`` as one Triton kernel (x read in place when contiguous or a channel slice of a
@@ -301,7 +323,7 @@ def dwconv_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epi
         raise ValueError(f"tiles must be [rows, columns, channels] (powers of two) and the backward's row "
                          f"tiles per program, got {tiles}")
     f32 = torch.float32
-    args = (x if _pixel_stride(x) else x.contiguous(), weight.to(f32).contiguous(), bias.to(f32).contiguous(),
+    args = (x if _pixel_stride(x) else x.contiguous(), taps_major(weight), bias.to(f32).contiguous(),
             EPILOGUES[epilogue], tiles)
     if torch.compiler.is_compiling():
         return dwconv_fwd(*args)

@@ -22,9 +22,9 @@ import triton
 import triton.language as tl
 
 from .interface import SCAN_CODES, SASFInputs
+from .triton_offsets import needs_int64, wide
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-INT32_OFFSETS_BELOW = 2**31  # buffers of fewer elements than this are indexed with 32-bit offsets
 
 
 @dataclass(frozen=True)
@@ -77,31 +77,21 @@ def _pos(t, L, H, W, SCAN: tl.constexpr):
 
 
 @triton.jit
-def _wide(x, I64: tl.constexpr):
-    """x as an offset: int64 only where some buffer of the call has 2**31 elements or more (I64), as
-    64-bit index math costs about twice the instructions of 32-bit math in the stencil kernels."""
-    if I64:
-        return x.to(tl.int64)
-    else:
-        return x
-
-
-@triton.jit
 def _rows(b, d, D, L, CL: tl.constexpr, I64: tl.constexpr):
     """Per-channel part of an activation's offset: channels-last (b, L, d) or channels-first (b, d, L)."""
     if CL:
-        return _wide(b, I64) * L * D + d
+        return wide(b, I64) * L * D + d
     else:
-        return _wide(b * D + d, I64) * L
+        return wide(b * D + d, I64) * L
 
 
 @triton.jit
 def _cols(p, D, CL: tl.constexpr, I64: tl.constexpr):
     """Per-position part of an activation's offset (see _rows)."""
     if CL:
-        return _wide(p, I64) * D
+        return wide(p, I64) * D
     else:
-        return _wide(p, I64)
+        return wide(p, I64)
 
 
 @triton.jit
@@ -132,7 +122,7 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
     dmask = d < D
     A = tl.load(A_ptr + d, mask=dmask, other=0.0)
     bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-    row = _wide(b * D + d, I64)
+    row = wide(b * D + d, I64)
     rows = _rows(b, d, D, L, CL, I64)
     if HAS_CARRY:
         state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
@@ -147,7 +137,7 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
         offs = rows[:, None] + _cols(p, D, CL, I64)[None, :]
         u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
         v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
-        Bt = tl.load(B_ptr + _wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
+        Bt = tl.load(B_ptr + wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
         dt = _softplus(v)
         a = tl.where(m, tl.exp(dt * A[:, None]), 1.0)  # padding keeps the state unchanged
         ca, cx = tl.associative_scan((a, dt * Bt[None, :] * u), 1, _affine)
@@ -212,7 +202,7 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, Wt_ptr, y_ptr, D, H, W,
             hp += w[:, None] * tl.load(h_ptr + rows[:, None] + _cols(off, D, CL, I64)[None, :], mask=m2, other=0.0)
     offs = rows[:, None] + _cols(l, D, CL, I64)[None, :]
     u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
-    C = tl.load(C_ptr + _wide(b, I64) * L + l, mask=m, other=0.0).to(tl.float32)
+    C = tl.load(C_ptr + wide(b, I64) * L + l, mask=m, other=0.0).to(tl.float32)
     Ds = tl.load(Ds_ptr + d, mask=dm, other=0.0)
     tl.store(y_ptr + offs, hp * C[None, :] + Ds[:, None] * u, mask=m2)
 
@@ -237,8 +227,8 @@ def _bwd_border_kernel(dy_ptr, C_ptr, Wt_ptr, border_ptr, D, H, W, BLOCK: tl.con
     d, b = tl.program_id(0), tl.program_id(1)
     L = H * W
     base = _rows(b, d, D, L, CL, I64)
-    cbase = _wide(b, I64) * L
-    out = border_ptr + _wide(b * D + d, I64) * (2 * W + 2 * H)
+    cbase = wide(b, I64) * L
+    out = border_ptr + wide(b * D + d, I64) * (2 * W + 2 * H)
     e8 = tl.arange(0, 8)
     tl_c = 0.0
     tr_c = 0.0
@@ -313,7 +303,7 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, Wt_ptr, border_ptr, dh_ptr, dC_ptr, S
     pid_l, grp, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_lblk = tl.num_programs(0)
     L = H * W
-    cbase = _wide(b, I64) * L
+    cbase = wide(b, I64) * L
     dC = tl.zeros([BLOCK], dtype=tl.float32)
     for j in range(tiles_per_group):
         d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK, CL, I64)
@@ -335,14 +325,14 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, Wt_ptr, border_ptr, dh_ptr, dC_ptr, S
                 hv = tl.load(h_ptr + rows[:, None] + hoff[None, :], mask=m2, other=0.0)
                 hp += w[:, None] * hv
                 tap = (b * n_lblk + pid_l) * 27 + kr * 3 + kj
-                tl.store(S_ptr + _wide(tap, I64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
+                tl.store(S_ptr + wide(tap, I64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
                 ca = c - oj
                 am = rm & (ca >= 0) & (ca < W)
                 off = ra * W + ca
                 wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
                 dyoff = rows[:, None] + _cols(off, D, CL, I64)[None, :]
                 dh += wC * tl.load(dy_ptr + dyoff, mask=dm[:, None] & am[None, :], other=0.0)
-        bb = border_ptr + _wide(b * D + d, I64)[:, None] * (2 * W + 2 * H)
+        bb = border_ptr + wide(b * D + d, I64)[:, None] * (2 * W + 2 * H)
         dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
         dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
         dh += tl.load(bb + 2 * W + r[None, :], mask=m2 & (c == 0)[None, :], other=0.0)
@@ -350,7 +340,7 @@ def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, Wt_ptr, border_ptr, dh_ptr, dC_ptr, S
         tl.store(dh_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :], dh, mask=m2)
         dC += tl.sum(hp * dy, axis=0)
     l = pid_l * BLOCK + tl.arange(0, BLOCK)
-    tl.store(dC_ptr + _wide(b * n_groups + grp, I64) * L + l, dC, mask=l < L)
+    tl.store(dC_ptr + wide(b * n_groups + grp, I64) * L + l, dC, mask=l < L)
 
 
 @triton.jit
@@ -371,7 +361,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
     A = tl.load(A_ptr + d, mask=dmask, other=0.0)
     bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
     Ds = tl.load(Ds_ptr + d, mask=dmask, other=0.0)
-    row = _wide(b * D + d, I64)
+    row = wide(b * D + d, I64)
     rows = _rows(b, d, D, L, CL, I64)
     if HAS_CARRY:
         state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
@@ -399,7 +389,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
         else:
             u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
             v = tl.load(dl_ptr + offs, mask=m, other=0.0).to(tl.float32) + bias[:, None]
-            Bt = tl.load(B_ptr + _wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
+            Bt = tl.load(B_ptr + wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
             h = tl.load(h_ptr + offs, mask=m, other=0.0)
             dy = tl.load(dy_ptr + offs, mask=m, other=0.0)
             dt = _softplus(v)
@@ -410,7 +400,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
             ddl = tl.where(m, ddt * sig, 0.0)
             tl.store(du_ptr + offs, (Ds[:, None] * dy + gdt * Bt[None, :]).to(du_ptr.dtype.element_ty), mask=m)
             tl.store(ddl_ptr + offs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
-            tl.store(dB_ptr + _wide(b * n_dblk + pid_d, I64) * L + p, tl.sum(gdt * u, axis=0), mask=tmask)
+            tl.store(dB_ptr + wide(b * n_dblk + pid_d, I64) * L + p, tl.sum(gdt * u, axis=0), mask=tmask)
             dA += tl.sum(tl.where(m, gdt * prev, 0.0), axis=1)
             dbias += tl.sum(ddl, axis=1)
             dD += tl.sum(u * dy, axis=1)
@@ -419,7 +409,7 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
         tl.store(summ_ptr + base, decay, mask=dmask)
         tl.store(summ_ptr + base + 1, state, mask=dmask)
     else:
-        red = red_ptr + _wide((b * n_chunks + chunk) * 3, I64) * D + d
+        red = red_ptr + wide((b * n_chunks + chunk) * 3, I64) * D + d
         tl.store(red, dA, mask=dmask)
         tl.store(red + D, dbias, mask=dmask)
         tl.store(red + 2 * D, dD, mask=dmask)
@@ -501,9 +491,9 @@ def _cached_geometry(b, d, height, width, scan, channels_last, config, device) -
     cfg = TritonConfig(*config[:2], config[2] or None, *config[3:])
     length = height * width
     plan = _Plan.make(b, d, length, device, cfg)
-    largest = max(b * length * d, b * d * 2 * (height + width), b * triton.cdiv(length, plan.FB) * 27 * d,
-                  b * max(plan.n_groups, triton.cdiv(d, plan.BD)) * length)  # activations, border, S, dC / dB
-    return _Geometry(b, d, height, width, scan, channels_last, plan, largest >= INT32_OFFSETS_BELOW)
+    int64 = needs_int64(b * length * d, b * d * 2 * (height + width), b * triton.cdiv(length, plan.FB) * 27 * d,
+                        b * max(plan.n_groups, triton.cdiv(d, plan.BD)) * length)  # activations, border, S, dC / dB
+    return _Geometry(b, d, height, width, scan, channels_last, plan, int64)
 
 
 def _stencil_weights(K: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
