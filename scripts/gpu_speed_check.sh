@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue #17's GPU measurements on a lent machine, each step under its own time limit, results in $OUT
 # (JSON and full text; only short tails are printed, as a call returns the last 12,000 characters).
-#   bash scripts/gpu_speed_check.sh [STEP...]     steps: compile bench compiled checkpoint compiled_checkpoint
-#                                                 train_graph tiled sweep (default: all)
+#   bash scripts/gpu_speed_check.sh [STEP...]     steps: kernels compile bench compiled checkpoint
+#                                                 compiled_checkpoint train_graph tiled sweep (default: all)
+# kernels: every GPU test of the Triton kernels against their references and of the CUDA tiling and graphs
+# (run it first after a kernel change; the compile test is its own step).
 # All steps together can pass a call's 600 s: split them over two calls on the warm machine if needed.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -16,7 +18,9 @@ step() {  # NAME SECONDS COMMAND...: run it, keep its output in $out/NAME.txt, p
   tail -n 8 "$out/$name.txt"
 }
 nvidia-smi --query-gpu=name --format=csv,noheader
-for s in ${@:-compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep}; do case $s in
+for s in ${@:-kernels compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep}; do case $s in
+  kernels) step kernels 300 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_kernels.py \
+             tests/test_cuda_graph.py -k "not compiles_without_graph_break";;
   compile) step compile 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_kernels.py \
              -k compiles_without_graph_break;;
   bench) step bench 200 $bench restoration --presets small base --sizes 256 1024 --train-crops 128 256 \
@@ -37,5 +41,6 @@ for s in ${@:-compile bench compiled checkpoint compiled_checkpoint train_graph 
   tiled) step tiled 90 python3 scripts/gpu_bench_inference.py default --cuda-graph --repeats 3;;
   sweep) step sweep 200 $bench kernels --layout channels-last --sweep --no-reference --dtypes bfloat16 \
            --shapes 1,96,1024,1024 1,192,1024,1024 1,384,256,256 --json "$out/kernels_sweep.json";;
-  *) echo "unknown step $s (compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep)"; exit 2;;
+  *) echo "unknown step $s (kernels compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep)"
+     exit 2;;
 esac; done
