@@ -36,7 +36,7 @@ KERNELS = {
     "fwd_fuse": (ts._fwd_fuse_kernel, dict(h_ptr=F32, u_ptr=BF16, C_ptr=BF16, Ds_ptr=F32, Wt_ptr=F32, y_ptr=F32,
                                            D=I32, H=I32, W=I32), FUSE_META, 4),
     "bwd_border": (ts._bwd_border_kernel, dict(dy_ptr=F32, C_ptr=BF16, Wt_ptr=F32, border_ptr=F32, D=I32, H=I32,
-                                               W=I32), dict(BLOCK=256, CL=True, I64=False), 2),
+                                               W=I32), dict(BD=32, BLOCK=64, CL=True, I64=False), 4),
     "bwd_fuse": (ts._bwd_fuse_kernel, dict(h_ptr=F32, dy_ptr=F32, C_ptr=BF16, Wt_ptr=F32, border_ptr=F32, dh_ptr=F32,
                                            dC_ptr=F32, S_ptr=F32, D=I32, H=I32, W=I32, tiles_per_group=I32,
                                            n_groups=I32), FUSE_META, 4),

@@ -120,6 +120,18 @@ def test_shipped_tiles_single_chunk(config):
     assert rel_err(tri["u"].grad, ref["u"].grad) < 1e-4
 
 
+@pytest.mark.parametrize("height,width", [(3, 66), (66, 3)])
+def test_border_terms_over_several_blocks_and_channel_tiles(height, width):
+    """The border kernel's tiles (32 channels x 64 border positions channels-last): a side of 66 gives two
+    blocks of its rows (or columns), the corners in the first and last; 33 channels a ragged second tile."""
+    inputs = random_sasf_inputs(1, 33, height, width, seed=case_seed(), scan="row_reverse")
+    y, y_ref, tri, ref = run_both(inputs, torch.float32, triton_sasf.CHANNELS_LAST_CONFIG)
+    assert triton_sasf._border_tile(33, height, width, True) == (32, 64)
+    assert rel_err(y, y_ref) < 1e-5
+    for name in NAMES:
+        assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
+
+
 def test_offsets_widen_to_64_bits_only_for_buffers_past_int32():
     geometry = triton_sasf._cached_geometry
     config = tuple(triton_sasf.CHANNELS_LAST_CONFIG.as_list())

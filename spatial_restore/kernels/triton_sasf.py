@@ -208,87 +208,96 @@ def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, Wt_ptr, y_ptr, D, H, W,
 
 
 @triton.jit
-def _g(dy_ptr, C_ptr, base, cbase, i, j, mask, W, D, CL: tl.constexpr, I64: tl.constexpr):
-    """g = dy * C at (i, j): the gradient reaching the fused states."""
+def _g(dy_ptr, C_ptr, base, cbase, i, j, dm, pm, W, D, CL: tl.constexpr, I64: tl.constexpr):
+    """g = dy * C, the gradient reaching the fused states, on a (channels x positions) tile: channel
+    offsets ``base`` (mask dm), positions (i, j) (mask pm)."""
     off = i * W + j
-    dy = tl.load(dy_ptr + base + _cols(off, D, CL, I64), mask=mask, other=0.0)
-    return dy * tl.load(C_ptr + cbase + off, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + base[:, None] + _cols(off, D, CL, I64)[None, :], mask=dm[:, None] & pm[None, :], other=0.0)
+    return dy * tl.load(C_ptr + cbase + off, mask=pm, other=0.0).to(tl.float32)[None, :]
 
 
 @triton.jit
-def _bwd_border_kernel(dy_ptr, C_ptr, Wt_ptr, border_ptr, D, H, W, BLOCK: tl.constexpr,
+def _corner(dy_ptr, C_ptr, Wt_ptr, base, cbase, d, dm, D, H, W, BOTTOM: tl.constexpr, RIGHT: tl.constexpr,
+            CL: tl.constexpr, I64: tl.constexpr):
+    """Per channel: the clamped corner tap's adjoint, the sum of g over the dil x dil positions in the
+    corner weighted by that tap, summed over the dilations."""
+    e = tl.arange(0, 64)
+    r, c = e // 8, e % 8
+    g = _g(dy_ptr, C_ptr, base, cbase, (H - 1 - r) if BOTTOM else r, (W - 1 - c) if RIGHT else c, dm,
+           (r < H) & (c < W), W, D, CL, I64)
+    acc = tl.zeros_like(tl.sum(g, axis=1))
+    for k in tl.static_range(3):
+        dil = 2 * k + 1
+        w = tl.load(Wt_ptr + (k * 9 + (6 if BOTTOM else 0) + (2 if RIGHT else 0)) * D + d, mask=dm, other=0.0)
+        acc += w * tl.sum(tl.where(((r < dil) & (c < dil))[None, :], g, 0.0), axis=1)
+    return acc
+
+
+@triton.jit
+def _bwd_border_kernel(dy_ptr, C_ptr, Wt_ptr, border_ptr, D, H, W, BD: tl.constexpr, BLOCK: tl.constexpr,
                        CL: tl.constexpr, I64: tl.constexpr):
-    """Adjoint terms that clamping adds on the image border, per (b, d) plane.
+    """Adjoint terms that clamping adds on the image border, for a tile of BD channels and BLOCK border
+    positions: program_id(2) < cdiv(W, BLOCK) takes a block of the top and bottom rows, the rest a block
+    of the left and right columns (channels-last loads then read whole runs of channels).
 
     A clamped tap at offset o sends the output positions whose index i + o left [0, N) to the edge
-    index; its adjoint sums them back there. Writes [top(W), bottom(W), left(H), right(H)], corner
-    terms folded into the first/last entries of top and bottom; the fuse kernel adds them.
+    index; its adjoint sums them back there. Writes [top(W), bottom(W), left(H), right(H)] per (b, d)
+    plane, corner terms folded into the first/last entries of top and bottom; the fuse kernel adds them.
     """
-    d, b = tl.program_id(0), tl.program_id(1)
+    b, blk = tl.program_id(1), tl.program_id(2)
     L = H * W
+    d = tl.program_id(0) * BD + tl.arange(0, BD)
+    dm = d < D
     base = _rows(b, d, D, L, CL, I64)
     cbase = wide(b, I64) * L
-    out = border_ptr + wide(b * D + d, I64) * (2 * W + 2 * H)
-    e8 = tl.arange(0, 8)
-    tl_c = 0.0
-    tr_c = 0.0
-    bl_c = 0.0
-    br_c = 0.0
-    for ci in tl.static_range(4):  # corners: rectangles of the first/last dil rows x cols
-        rows = (H - 1 - e8) if ci >= 2 else e8
-        cols = (W - 1 - e8) if ci % 2 == 1 else e8
-        mk = (e8 < H)[:, None] & (e8 < W)[None, :]
-        g = _g(dy_ptr, C_ptr, base, cbase, rows[:, None], cols[None, :], mk, W, D, CL, I64)
-        acc = 0.0
-        for k in tl.static_range(3):
-            dil = 2 * k + 1
-            tap = (2 if ci >= 2 else 0) * 3 + (2 if ci % 2 == 1 else 0)
-            w = tl.load(Wt_ptr + (k * 9 + tap) * D + d)
-            acc += w * tl.sum(tl.where((e8 < dil)[:, None] & (e8 < dil)[None, :], g, 0.0))
-        if ci == 0:
-            tl_c = acc
-        elif ci == 1:
-            tr_c = acc
-        elif ci == 2:
-            bl_c = acc
-        else:
-            br_c = acc
-    for q0 in range(0, W, BLOCK):  # top and bottom rows: taps with row offset -dil / +dil
-        q = q0 + tl.arange(0, BLOCK)
+    out = border_ptr + wide(b * D + d, I64)[:, None] * (2 * W + 2 * H)
+    n_top = tl.cdiv(W, BLOCK)
+    if blk < n_top:  # top and bottom rows: taps with row offset -dil / +dil
+        q = blk * BLOCK + tl.arange(0, BLOCK)
         qm = q < W
-        top = tl.zeros([BLOCK], dtype=tl.float32)
-        bot = tl.zeros([BLOCK], dtype=tl.float32)
+        top = tl.zeros([BD, BLOCK], dtype=tl.float32)
+        bot = tl.zeros([BD, BLOCK], dtype=tl.float32)
         for k in tl.static_range(3):
             dil = 2 * k + 1
             for kj in tl.static_range(3):
                 j = q - (kj - 1) * dil
                 jm = qm & (j >= 0) & (j < W)
-                wt = tl.load(Wt_ptr + (k * 9 + kj) * D + d)
-                wb = tl.load(Wt_ptr + (k * 9 + 6 + kj) * D + d)
-                for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
-                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, jm & (a < H), W, D, CL, I64)
-                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, jm & (a < H), W, D, CL, I64)
-        top += tl.where(q == 0, tl_c, 0.0) + tl.where(q == W - 1, tr_c, 0.0)
-        bot += tl.where(q == 0, bl_c, 0.0) + tl.where(q == W - 1, br_c, 0.0)
-        tl.store(out + q, top, mask=qm)
-        tl.store(out + W + q, bot, mask=qm)
-    for p0 in range(0, H, BLOCK):  # left and right columns: taps with column offset -dil / +dil
-        p = p0 + tl.arange(0, BLOCK)
+                wt = tl.load(Wt_ptr + (k * 9 + kj) * D + d, mask=dm, other=0.0)[:, None]
+                wb = tl.load(Wt_ptr + (k * 9 + 6 + kj) * D + d, mask=dm, other=0.0)[:, None]
+                for a in range(2 * k + 1):  # rows a clamped tap folds onto the edge
+                    top += wt * _g(dy_ptr, C_ptr, base, cbase, a, j, dm, jm & (a < H), W, D, CL, I64)
+                    bot += wb * _g(dy_ptr, C_ptr, base, cbase, H - 1 - a, j, dm, jm & (a < H), W, D, CL, I64)
+        if blk == 0:
+            top += tl.where((q == 0)[None, :], _corner(dy_ptr, C_ptr, Wt_ptr, base, cbase, d, dm, D, H, W, False,
+                                                       False, CL, I64)[:, None], 0.0)
+            bot += tl.where((q == 0)[None, :], _corner(dy_ptr, C_ptr, Wt_ptr, base, cbase, d, dm, D, H, W, True,
+                                                       False, CL, I64)[:, None], 0.0)
+        if blk == n_top - 1:
+            top += tl.where((q == W - 1)[None, :], _corner(dy_ptr, C_ptr, Wt_ptr, base, cbase, d, dm, D, H, W,
+                                                           False, True, CL, I64)[:, None], 0.0)
+            bot += tl.where((q == W - 1)[None, :], _corner(dy_ptr, C_ptr, Wt_ptr, base, cbase, d, dm, D, H, W,
+                                                           True, True, CL, I64)[:, None], 0.0)
+        m = dm[:, None] & qm[None, :]
+        tl.store(out + q[None, :], top, mask=m)
+        tl.store(out + W + q[None, :], bot, mask=m)
+    else:  # left and right columns: taps with column offset -dil / +dil
+        p = (blk - n_top) * BLOCK + tl.arange(0, BLOCK)
         pm = p < H
-        left = tl.zeros([BLOCK], dtype=tl.float32)
-        right = tl.zeros([BLOCK], dtype=tl.float32)
+        left = tl.zeros([BD, BLOCK], dtype=tl.float32)
+        right = tl.zeros([BD, BLOCK], dtype=tl.float32)
         for k in tl.static_range(3):
             dil = 2 * k + 1
             for ki in tl.static_range(3):
                 i = p - (ki - 1) * dil
                 im = pm & (i >= 0) & (i < H)
-                wl = tl.load(Wt_ptr + (k * 9 + ki * 3) * D + d)
-                wr = tl.load(Wt_ptr + (k * 9 + ki * 3 + 2) * D + d)
-                for a in tl.static_range(2 * k + 1):  # rows/cols a clamped tap folds onto the edge
-                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, im & (a < W), W, D, CL, I64)
-                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, im & (a < W), W, D, CL, I64)
-        tl.store(out + 2 * W + p, left, mask=pm)
-        tl.store(out + 2 * W + H + p, right, mask=pm)
+                wl = tl.load(Wt_ptr + (k * 9 + ki * 3) * D + d, mask=dm, other=0.0)[:, None]
+                wr = tl.load(Wt_ptr + (k * 9 + ki * 3 + 2) * D + d, mask=dm, other=0.0)[:, None]
+                for a in range(2 * k + 1):  # columns a clamped tap folds onto the edge
+                    left += wl * _g(dy_ptr, C_ptr, base, cbase, i, a, dm, im & (a < W), W, D, CL, I64)
+                    right += wr * _g(dy_ptr, C_ptr, base, cbase, i, W - 1 - a, dm, im & (a < W), W, D, CL, I64)
+        m = dm[:, None] & pm[None, :]
+        tl.store(out + 2 * W + p[None, :], left, mask=m)
+        tl.store(out + 2 * W + H + p[None, :], right, mask=m)
 
 
 @triton.jit
@@ -453,6 +462,12 @@ class _Plan:
                      cfg.fuse_rows, fb, _warps(cfg.fuse_rows * fb, cfg), groups, tiles // groups)
 
 
+def _border_tile(d: int, height: int, width: int, channels_last: bool) -> tuple[int, int]:
+    """(channels, border positions) of a border-kernel tile: 32 channels (whole sectors) channels-last,
+    4 channels-first, where positions are contiguous; up to 64 positions."""
+    return min(32 if channels_last else 4, triton.next_power_of_2(d)), min(64, triton.next_power_of_2(max(height, width)))
+
+
 def _warps(tile: int, cfg: TritonConfig) -> int:
     """cfg.num_warps, fewer for small tiles (at least 4 elements per thread)."""
     return max(1, min(cfg.num_warps, tile // 128))
@@ -552,10 +567,11 @@ def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, widt
     h = _scan_states(u, delta, B, A, dt_bias, g)
 
     border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
-    edge = min(256, triton.next_power_of_2(max(height, width)))
     weights = _stencil_weights(K, alpha)
-    _bwd_border_kernel[(d, b)](dy, C, weights, border, d, height, width,
-                               BLOCK=edge, CL=cl, I64=g.wide, num_warps=_warps(edge, DEFAULT_CONFIG))
+    bd, edge = _border_tile(d, height, width, cl)
+    blocks = triton.cdiv(width, edge) + triton.cdiv(height, edge)
+    _bwd_border_kernel[(triton.cdiv(d, bd), b, blocks)](dy, C, weights, border, d, height, width, BD=bd, BLOCK=edge,
+                                                        CL=cl, I64=g.wide, num_warps=_warps(bd * edge, DEFAULT_CONFIG))
     n_lblk = triton.cdiv(length, p.FB)
     dh = torch.empty_like(h)
     dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
