@@ -48,17 +48,23 @@ class ChannelOffsets(nn.Module):
     """Adds a different offset to each channel, as a colour network's residual colour noise would."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + torch.tensor([0.03, 0.0, -0.03]).view(1, 3, 1, 1)
+        return x + torch.tensor([0.03, 0.0, -0.03], device=x.device).view(1, 3, 1, 1)
 
 
-def test_restorer_averages_the_output_of_a_grey_picture_only():
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                             reason="needs a CUDA GPU")])])
+def test_restorer_averages_the_output_of_a_grey_picture_only(device):
+    """On a GPU the grey test runs on the CPU in a background thread while the GPU restores (tiled here)."""
     rng = np.random.default_rng(3)
     grey = (grey_scene(rng) + rng.normal(0, 0.1, (96, 80, 3))).astype(np.float32)
-    out = Restorer(ChannelOffsets(), tile=0)(grey)
+    device, tile = torch.device(device), 0 if device == "cpu" else 48
+    out = Restorer(ChannelOffsets(), device, tile=tile, tile_overlap=16)(grey)
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
     np.testing.assert_allclose(out[..., 0], grey.mean(axis=2), atol=1e-6)
-    raw = Restorer(ChannelOffsets(), tile=0, keep_grey=False)(grey)
+    raw = Restorer(ChannelOffsets(), device, tile=tile, tile_overlap=16, keep_grey=False)(grey)
     np.testing.assert_allclose(raw, grey + [0.03, 0.0, -0.03], atol=1e-6)
     colour = grey.copy()
     colour[20:60, 10:40, 0] += 0.3
-    np.testing.assert_allclose(Restorer(ChannelOffsets(), tile=0)(colour), colour + [0.03, 0.0, -0.03], atol=1e-6)
+    np.testing.assert_allclose(Restorer(ChannelOffsets(), device, tile=tile, tile_overlap=16)(colour),
+                               colour + [0.03, 0.0, -0.03], atol=1e-6)

@@ -9,6 +9,8 @@ A grey picture stored as colour comes out grey (``keep_grey``), as a grey file d
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +40,8 @@ def holds_one_picture(rgb: np.ndarray, device: torch.device = torch.device("cpu"
     have 1/64 of its variance. Any colour structure (a tint included) raises the block-mean variance or
     the mean. Undecidable inputs (fewer than 16 blocks) count as colour, unless their channels are equal.
     Block statistics are taken on ``device`` in bands of rows (memory bounded like the tiles): in numpy
-    on the CPU the test took a large share of a 4K frame's GPU time budget (docs/benchmarks.md).
+    on the CPU the test took a large share of a 4K frame's GPU time budget (docs/benchmarks.md). While a
+    GPU restores, ``Restorer`` runs it on the CPU in a background thread instead, behind the GPU's work.
     """
     h, w = (n // GREY_BLOCK * GREY_BLOCK for n in rgb.shape[:2])
     if h * w < 16 * GREY_BLOCK**2:
@@ -61,6 +64,12 @@ def holds_one_picture(rgb: np.ndarray, device: torch.device = torch.device("cpu"
         if float(block.var(unbiased=False)) > GREY_MAX_RATIO * white or abs(mean) > 4 * np.sqrt(variance / (h * w)):
             return False  # colour structure, or a mean beyond 4 standard errors: a tint
     return True
+
+
+@functools.cache
+def _background() -> ThreadPoolExecutor:
+    """One worker thread for host work that can run while the GPU restores (made on first use)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="spatial_restore")
 
 
 def available_memory() -> int | None:
@@ -185,6 +194,8 @@ class Restorer:
     @torch.inference_mode()
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         height, width = rgb.shape[:2]
+        # on a GPU the grey test runs on the CPU meanwhile, off the GPU's critical path
+        grey = _background().submit(holds_one_picture, rgb) if self.keep_grey and self.device.type == "cuda" else None
         x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         pad_h, pad_w = max(0, self.stride - height), max(0, self.stride - width)
         if pad_h or pad_w:
@@ -195,6 +206,6 @@ class Restorer:
         else:
             y = self._forward(x.to(self.device)).cpu()
         y = y[0, :, :height, :width].permute(1, 2, 0).numpy()
-        if self.keep_grey and holds_one_picture(rgb, self.device):
+        if self.keep_grey and (grey.result() if grey is not None else holds_one_picture(rgb, self.device)):
             y = np.repeat(y.mean(axis=2, keepdims=True), 3, axis=2)
         return y
