@@ -49,7 +49,7 @@ KERNELS = {
                                             W=I32, C=I32, N=I32, SX=I32), dict(BH=2, BW=32, BC=64, EPILOGUE=1, I64=False), 8),
     "dwconv_bwd": (dw._dwconv_bwd_kernel, dict(gc_ptr=BF16, x_ptr=BF16, w_ptr=F32, dx_ptr=BF16, part_ptr=F32,
                                                H=I32, W=I32, N=I32, SX=I32),
-                   dict(BH=2, BW=32, BC=64, ROWS=8, IDENTITY=False, I64=False), 4),
+                   dict(BH=1, BW=32, BC=64, ROWS=16, IDENTITY=False, I64=False), 8),
 }
 # loop counts and grid sizes vary at run time; sizes and pointers are specialised as at a real launch
 UNALIGNED = {"n_chunks", "blocks_per_chunk", "tiles_per_group", "n_groups"}

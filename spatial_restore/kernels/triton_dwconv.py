@@ -135,11 +135,13 @@ def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: 
                        BC: tl.constexpr, ROWS: tl.constexpr, IDENTITY: tl.constexpr, I64: tl.constexpr):
     """From gc = dL/d(conv output), over ROWS row tiles: dx = transposed conv of gc (+ gc when IDENTITY,
     the residual's path; gc and dx contiguous, x's positions SX elements apart); and the program's sums
-    of gc * (x shifted by tap k), rows k < 9, and of gc,
-    row 9 (partial dweight, dbias: ROWS tiles per program keep that buffer small)."""
+    of gc * (x shifted by tap k), rows k < 9, and of gc, row 9 (partial dweight, dbias: ROWS tiles per
+    program keep that buffer small). The ten sums are kept tile-shaped over the row tiles and reduced
+    over positions once at the end: a reduction across warps per tap and row tile cost more than the
+    products themselves."""
     b = tl.program_id(1)
-    k16 = tl.arange(0, 16)[:, None]
-    sums = tl.zeros((16, BC), dtype=tl.float32)
+    zero = tl.zeros((BH * BW, BC), dtype=tl.float32)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
     for r in range(ROWS):
         hh, ww, c, cm, m = _tile((tl.program_id(0) // tl.cdiv(W, BW)) * ROWS + r, N, H, W, BH, BW, BC)
         dx = _conv(gc_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, N, BH * BW, BC, True, I64)
@@ -147,13 +149,29 @@ def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: 
         if IDENTITY:
             dx += g
         tl.store(dx_ptr + _offsets(b, hh, ww, c, H, W, N, I64), dx.to(dx_ptr.dtype.element_ty), mask=m)
-        for k in tl.static_range(9):
-            xs = _load(x_ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, SX, I64)
-            sums += tl.where(k16 == k, tl.sum(g * xs, axis=0)[None, :], 0.0)
-        sums += tl.where(k16 == 9, tl.sum(g, axis=0)[None, :], 0.0)
+        s0 += g * _load(x_ptr, b, hh - 1, ww - 1, c, cm, H, W, SX, I64)
+        s1 += g * _load(x_ptr, b, hh - 1, ww, c, cm, H, W, SX, I64)
+        s2 += g * _load(x_ptr, b, hh - 1, ww + 1, c, cm, H, W, SX, I64)
+        s3 += g * _load(x_ptr, b, hh, ww - 1, c, cm, H, W, SX, I64)
+        s4 += g * _load(x_ptr, b, hh, ww, c, cm, H, W, SX, I64)
+        s5 += g * _load(x_ptr, b, hh, ww + 1, c, cm, H, W, SX, I64)
+        s6 += g * _load(x_ptr, b, hh + 1, ww - 1, c, cm, H, W, SX, I64)
+        s7 += g * _load(x_ptr, b, hh + 1, ww, c, cm, H, W, SX, I64)
+        s8 += g * _load(x_ptr, b, hh + 1, ww + 1, c, cm, H, W, SX, I64)
+        s9 += g
     c = tl.program_id(2) * BC + tl.arange(0, BC)
-    part = part_ptr + wide(b * tl.num_programs(0) + tl.program_id(0), I64) * (10 * N)
-    tl.store(part + k16 * N + c[None, :], sums, mask=(k16 < 10) & (c < N)[None, :])
+    cm = c < N
+    part = part_ptr + wide(b * tl.num_programs(0) + tl.program_id(0), I64) * (10 * N) + c
+    tl.store(part, tl.sum(s0, axis=0), mask=cm)
+    tl.store(part + N, tl.sum(s1, axis=0), mask=cm)
+    tl.store(part + 2 * N, tl.sum(s2, axis=0), mask=cm)
+    tl.store(part + 3 * N, tl.sum(s3, axis=0), mask=cm)
+    tl.store(part + 4 * N, tl.sum(s4, axis=0), mask=cm)
+    tl.store(part + 5 * N, tl.sum(s5, axis=0), mask=cm)
+    tl.store(part + 6 * N, tl.sum(s6, axis=0), mask=cm)
+    tl.store(part + 7 * N, tl.sum(s7, axis=0), mask=cm)
+    tl.store(part + 8 * N, tl.sum(s8, axis=0), mask=cm)
+    tl.store(part + 9 * N, tl.sum(s9, axis=0), mask=cm)
 
 
 def _tiles(c: int, h: int, w: int) -> list[int]:
@@ -191,6 +209,16 @@ def _warps(tile: int, convs: int = 1) -> int:
     """Warps per program: 2 for small tiles, 4, or 8 for tiles of 4096 elements with two convs (the gate's
     a and v), which at 4 warps need more than the 255 registers a thread has and spill."""
     return 8 if convs == 2 and tile >= 4096 else 4 if tile >= 2048 else 2
+
+
+def _backward_tiles(bh: int, bw: int, bc: int, rows: int) -> tuple[int, int, int, int, int]:
+    """The backward kernel's tile, row tiles per program and warps. It holds ten tile-sized sums (the taps'
+    dweight and dbias) over its row tiles and reduces them once, so its tile has half the forward's rows
+    (twice the row tiles: the same image rows per program) and up to 8 warps, where it needs no more
+    registers than a thread has."""
+    half = max(1, bh // 2)
+    tile = half * bw * bc
+    return half, bw, bc, rows * (bh // half), 8 if tile >= 2048 else 4 if tile >= 1024 else 2
 
 
 def _int64(x: torch.Tensor, n: int) -> bool:
@@ -239,14 +267,14 @@ def _backward_impl(dy, x, weight, bias, epilogue, tiles):
         _launch(x, weight, bias, dy, gc, GRAD_EPILOGUE[epilogue], c, tiles)
     else:
         gc = dy
-    bh, bw, bc, rows = _tiles_for(tiles, c, x)
+    bh, bw, bc, rows, warps = _backward_tiles(*_tiles_for(tiles, c, x))
     n_prog = triton.cdiv(triton.cdiv(h, bh), rows) * triton.cdiv(w, bw)
     dx = x.new_empty(x.shape)
     part = torch.empty(b * n_prog, 10, n, device=x.device, dtype=torch.float32)
     _dwconv_bwd_kernel[(n_prog, b, triton.cdiv(n, bc))](gc, x, weight, dx, part, h, w, n, _pixel_stride(x),
                                                         BH=bh, BW=bw, BC=bc, ROWS=rows,
                                                         IDENTITY=epilogue == RESIDUAL.value, I64=_int64(x, n),
-                                                        num_warps=_warps(bh * bw * bc))
+                                                        num_warps=warps)
     red = part.sum(0)
     return [dx, red[:9].clone(), red[9].clone()]
 
