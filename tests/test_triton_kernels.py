@@ -162,7 +162,8 @@ def test_the_op_is_a_registered_custom_op_with_autograd():
 
     inputs = random_sasf_inputs(1, 2, 3, 4, seed=case_seed(), dtype=torch.float32)
     args = (inputs.u, inputs.delta, inputs.A.view(-1).float(), inputs.B, inputs.C, inputs.Dskip.float(),
-            inputs.dt_bias.float(), inputs.fusion_kernels.float(), inputs.alpha.float(), 3, 4, 0, True,
+            inputs.dt_bias.float(), triton_sasf.stencil_weights(inputs.fusion_kernels.float(), inputs.alpha.float()),
+            3, 4, 0, True,
             triton_sasf.DEFAULT_CONFIG.as_list())
     torch.library.opcheck(torch.ops.spatial_restore.sasf_fwd, args, test_utils=("test_schema", "test_faketensor"))
     dy = torch.randn(inputs.u.shape, generator=torch.Generator().manual_seed(1))

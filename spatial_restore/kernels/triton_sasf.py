@@ -511,9 +511,10 @@ def _cached_geometry(b, d, height, width, scan, channels_last, config, device) -
     return _Geometry(b, d, height, width, scan, channels_last, plan, int64)
 
 
-def _stencil_weights(K: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """(27, d): alpha_r K_r with the taps in the stencil loops' order (dilation, row, column), so a tile
-    reads each tap's weights for its channels as one contiguous vector."""
+def stencil_weights(K: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """(27, d) float32: alpha_r K_r with the taps in the stencil loops' order (dilation, row, column), so a
+    tile reads each tap's weights for its channels as one contiguous vector. Formed outside the op (by
+    differentiable torch ops), so its gradient, the 27 tap sums, reaches K and alpha through autograd."""
     return (K * alpha.view(3, 1, 1, 1)).permute(0, 2, 3, 1).reshape(27, K.shape[1])
 
 
@@ -535,48 +536,47 @@ def _scan_states(u, delta, B, A, dt_bias, g: _Geometry) -> torch.Tensor:
     return h
 
 
-def _forward(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
+def _forward(u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channels_last, config):
     g = _geometry(u, height, width, scan, channels_last, config)
     p = g.plan
     h = _scan_states(u, delta, B, A, dt_bias, g)
     y = torch.empty_like(h)
     _fwd_fuse_kernel[(triton.cdiv(g.length, p.FB), triton.cdiv(g.d, p.BDF), g.b)](
-        h, u, C, Dskip, _stencil_weights(K, alpha), y, g.d, height, width, BDF=p.BDF, BLOCK=p.FB, CL=channels_last,
+        h, u, C, Dskip, Wt, y, g.d, height, width, BDF=p.BDF, BLOCK=p.FB, CL=channels_last,
         I64=g.wide, num_warps=p.fuse_warps)
     return y
 
 
 @torch.library.custom_op("spatial_restore::sasf_fwd", mutates_args=())
 def sasf_fwd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-             Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+             Dskip: torch.Tensor, dt_bias: torch.Tensor, Wt: torch.Tensor,
              height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> torch.Tensor:
     """y (fp32, u's shape and layout). u, delta contiguous (b, L, d) if channels_last else (b, d, L);
-    B, C contiguous (b, L); parameters fp32: A, Dskip, dt_bias (d,), K (3, d, 3, 3), alpha (3,)."""
-    return _forward(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config)
+    B, C contiguous (b, L); parameters fp32: A, Dskip, dt_bias (d,), Wt (27, d) (``stencil_weights``)."""
+    return _forward(u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channels_last, config)
 
 
 @sasf_fwd.register_fake
-def _(u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
+def _(u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channels_last, config):
     return torch.empty(u.shape, device=u.device, dtype=torch.float32)
 
 
-def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
+def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channels_last, config):
     g = _geometry(u, height, width, scan, channels_last, config)
     p, b, d, length, cl = g.plan, g.b, g.d, g.length, channels_last
     dev, f32 = u.device, torch.float32
     h = _scan_states(u, delta, B, A, dt_bias, g)
 
     border = torch.empty(b, d, 2 * (height + width), device=dev, dtype=f32)
-    weights = _stencil_weights(K, alpha)
     bd, edge = _border_tile(d, height, width, cl)
     blocks = triton.cdiv(width, edge) + triton.cdiv(height, edge)
-    _bwd_border_kernel[(triton.cdiv(d, bd), b, blocks)](dy, C, weights, border, d, height, width, BD=bd, BLOCK=edge,
+    _bwd_border_kernel[(triton.cdiv(d, bd), b, blocks)](dy, C, Wt, border, d, height, width, BD=bd, BLOCK=edge,
                                                         CL=cl, I64=g.wide, num_warps=_warps(bd * edge, DEFAULT_CONFIG))
     n_lblk = triton.cdiv(length, p.FB)
     dh = torch.empty_like(h)
     dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
     S = torch.empty(b, n_lblk, 27, d, device=dev, dtype=f32)
-    _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, weights, border, dh, dC, S, d, height, width,
+    _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, Wt, border, dh, dC, S, d, height, width,
                                               p.tiles_per_group, p.n_groups, BDF=p.BDF, BLOCK=p.FB, CL=cl,
                                               I64=g.wide, num_warps=p.fuse_warps)
 
@@ -597,25 +597,23 @@ def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, widt
         _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=True)
     _bwd_scan_kernel[grid](*args, carry, h, *dims, SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **g.scan_meta())
 
-    S = S.sum((0, 1)).view(3, 9, d).transpose(1, 2).contiguous()  # (3, d, 9); dK contiguous, as the fake says
     red = red.sum((0, 1))
-    return [du, ddelta, red[0].clone(), dB.sum(1), dC.sum(1), red[2].clone(), red[1].clone(),
-            (alpha[:, None, None] * S).reshape(3, d, 3, 3), (K.view(3, d, 9) * S).sum((1, 2))]
+    return [du, ddelta, red[0].clone(), dB.sum(1), dC.sum(1), red[2].clone(), red[1].clone(), S.sum((0, 1))]
 
 
 @torch.library.custom_op("spatial_restore::sasf_bwd", mutates_args=())
 def sasf_bwd(dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-             C: torch.Tensor, Dskip: torch.Tensor, dt_bias: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+             C: torch.Tensor, Dskip: torch.Tensor, dt_bias: torch.Tensor, Wt: torch.Tensor,
              height: int, width: int, scan: int, channels_last: bool, config: list[int]) -> list[torch.Tensor]:
-    """Gradients of sasf_fwd for every tensor input, in its order (dy fp32, contiguous like u)."""
-    return _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last,
-                          config)
+    """Gradients of sasf_fwd for every tensor input, in its order (dy fp32, contiguous like u); dWt is
+    the 27 tap sums per channel."""
+    return _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channels_last, config)
 
 
 @sasf_bwd.register_fake
-def _(dy, u, delta, A, B, C, Dskip, dt_bias, K, alpha, height, width, scan, channels_last, config):
+def _(dy, u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channels_last, config):
     return [torch.empty_like(t, dtype=torch.float32) if t is not u and t is not delta else torch.empty_like(t)
-            for t in (u, delta, A, B, C, Dskip, dt_bias, K, alpha)]
+            for t in (u, delta, A, B, C, Dskip, dt_bias, Wt)]
 
 
 def _setup_context(ctx, inputs, output):
@@ -668,8 +666,9 @@ def sasf_triton(inputs: SASFInputs, config: TritonConfig | None = None) -> torch
     op = sasf_fwd if torch.compiler.is_compiling() else _EagerSASF.apply
     y = op(u, delta, inputs.A.to(f32).reshape(d), inputs.B.reshape(b, length).contiguous(),
                  inputs.C.reshape(b, length).contiguous(), inputs.Dskip.to(f32).reshape(d),
-                 inputs.dt_bias.to(f32).reshape(d), inputs.fusion_kernels.to(f32).reshape(3, d, 3, 3).contiguous(),
-                 inputs.alpha.to(f32).reshape(3), inputs.height, inputs.width, SCAN_CODES[inputs.scan],
+                 inputs.dt_bias.to(f32).reshape(d),
+                 stencil_weights(inputs.fusion_kernels.to(f32).reshape(3, d, 3, 3), inputs.alpha.to(f32).reshape(3)),
+                 inputs.height, inputs.width, SCAN_CODES[inputs.scan],
                  channels_last, cfg.as_list())
     return y if channels_last else y.transpose(1, 2)
 
