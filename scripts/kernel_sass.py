@@ -26,30 +26,37 @@ from spatial_restore.kernels import triton_sasf as ts
 
 TOOLS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 F32, BF16, I32 = "*fp32", "*bf16", "i32"
-SCAN_META = dict(BD=32, BL=64, SUMMARY=False, HAS_CARRY=True, CL=True, SCAN=0, I64=False)
-FUSE_META = dict(BDF=32, BLOCK=64, CL=True, I64=False)
+# the shipped tiles and warps, at the shape of a `small` GDFN layer in training (C = 96, 256 x 256)
+CFG = ts.CHANNELS_LAST_CONFIG
+SCAN_META = dict(BD=CFG.scan_rows, BL=CFG.scan_block, SUMMARY=False, HAS_CARRY=True, CL=True, SCAN=0, I64=False)
+FUSE_META = dict(BDF=CFG.fuse_rows, BLOCK=CFG.fuse_block, CL=True, I64=False)
+BORDER_BD, BORDER_BLOCK = ts._border_tile(96, 256, 256, True)
+DW_BH, DW_BW, DW_BC, DW_ROWS = dw._tiles(96, 256, 256)
+DWB_BH, DWB_BW, DWB_BC, DWB_ROWS, DWB_WARPS = dw._backward_tiles(DW_BH, DW_BW, DW_BC, DW_ROWS)
 # kernel -> (argument types; arguments not named are constexprs), compile-time constants, warps
 KERNELS = {
     "fwd_scan": (ts._fwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, h_ptr=F32,
                                            carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32, n_chunks=I32,
-                                           blocks_per_chunk=I32), SCAN_META, 4),
+                                           blocks_per_chunk=I32), SCAN_META, CFG.num_warps),
     "fwd_fuse": (ts._fwd_fuse_kernel, dict(h_ptr=F32, u_ptr=BF16, C_ptr=BF16, Ds_ptr=F32, Wt_ptr=F32, y_ptr=F32,
-                                           D=I32, H=I32, W=I32), FUSE_META, 4),
+                                           D=I32, H=I32, W=I32), FUSE_META, CFG.num_warps),
     "bwd_border": (ts._bwd_border_kernel, dict(dy_ptr=F32, C_ptr=BF16, Wt_ptr=F32, border_ptr=F32, D=I32, H=I32,
-                                               W=I32), dict(BD=32, BLOCK=64, CL=True, I64=False), 4),
+                                               W=I32), dict(BD=BORDER_BD, BLOCK=BORDER_BLOCK, CL=True, I64=False),
+                   ts._warps(BORDER_BD * BORDER_BLOCK, ts.DEFAULT_CONFIG)),
     "bwd_fuse": (ts._bwd_fuse_kernel, dict(h_ptr=F32, dy_ptr=F32, C_ptr=BF16, Wt_ptr=F32, border_ptr=F32, dh_ptr=F32,
                                            dC_ptr=F32, S_ptr=F32, D=I32, H=I32, W=I32, tiles_per_group=I32,
-                                           n_groups=I32), FUSE_META, 4),
+                                           n_groups=I32), FUSE_META, CFG.num_warps),
     "bwd_scan": (ts._bwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, Ds_ptr=F32,
                                            h_ptr=F32, dh_ptr=F32, dy_ptr=F32, du_ptr=BF16, ddl_ptr=BF16, dB_ptr=F32,
                                            red_ptr=F32, carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32,
-                                           n_chunks=I32, blocks_per_chunk=I32), SCAN_META, 4),
-    # the GDFN's gate at C = 96: tiles of 2 x 32 positions x 64 channels (dw._tiles), the widest epilogue
+                                           n_chunks=I32, blocks_per_chunk=I32), SCAN_META, CFG.num_warps),
+    # the GDFN's gate, the widest epilogue
     "dwconv_gate": (dw._dwconv_kernel, dict(x_ptr=BF16, w_ptr=F32, bias_ptr=F32, g_ptr=BF16, y_ptr=BF16, H=I32,
-                                            W=I32, C=I32, N=I32, SX=I32), dict(BH=2, BW=32, BC=64, EPILOGUE=1, I64=False), 8),
+                                            W=I32, C=I32, N=I32, SX=I32), dict(BH=DW_BH, BW=DW_BW, BC=DW_BC, EPILOGUE=dw.GATE.value, I64=False),
+                    dw._warps(DW_BH * DW_BW * DW_BC, convs=2)),
     "dwconv_bwd": (dw._dwconv_bwd_kernel, dict(gc_ptr=BF16, x_ptr=BF16, w_ptr=F32, dx_ptr=BF16, part_ptr=F32,
                                                H=I32, W=I32, N=I32, SX=I32),
-                   dict(BH=1, BW=32, BC=64, ROWS=16, IDENTITY=False, I64=False), 8),
+                   dict(BH=DWB_BH, BW=DWB_BW, BC=DWB_BC, ROWS=DWB_ROWS, IDENTITY=False, I64=False), DWB_WARPS),
 }
 # loop counts and grid sizes vary at run time; sizes and pointers are specialised as at a real launch
 UNALIGNED = {"n_chunks", "blocks_per_chunk", "tiles_per_group", "n_groups"}

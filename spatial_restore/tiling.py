@@ -18,6 +18,7 @@ Shared by inference (``spatial_restore.inference.Restorer``) and tiled validatio
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -92,31 +93,29 @@ def tiled_forward(forward: Forward, image: torch.Tensor, tile: int, overlap: int
     downloads: list[torch.Tensor] = []
     out: torch.Tensor | None = None
     pending: tuple[torch.Tensor, torch.cuda.Event | None, int, int] | None = None
-    k = 0
-    for top, wy in zip(tops, row_weights):
-        for left, wx in zip(lefts, col_weights):
-            patch = source[:, top:top + th, left:left + tw]
-            if cuda:  # the buffer's previous upload finished: tile k - 2 was added into the output
-                patch = uploads[k % 2].copy_(patch).to(device, non_blocking=True)
-            else:
-                patch = patch.to(device)
-            result = forward(patch.permute(0, 3, 1, 2).contiguous()).float() * (wy[:, None] * wx[None, :])
-            result = result.permute(0, 2, 3, 1)
-            event = None
-            if cuda:
-                if len(downloads) < 2:
-                    downloads.append(torch.empty(result.shape, pin_memory=True))
-                result = downloads[k % 2].copy_(result, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record()
-            else:
-                result = result.cpu()
-            if out is None:
-                out = torch.zeros(1, height, width, result.shape[-1])
-            if pending is not None:
-                _add(out, *pending)
-            pending = (result, event, top, left)
-            k += 1
+    grid = itertools.product(zip(tops, row_weights), zip(lefts, col_weights))
+    for k, ((top, wy), (left, wx)) in enumerate(grid):
+        patch = source[:, top:top + th, left:left + tw]
+        if cuda:  # the buffer's previous upload finished: tile k - 2 was added into the output
+            patch = uploads[k % 2].copy_(patch).to(device, non_blocking=True)
+        else:
+            patch = patch.to(device)
+        result = forward(patch.permute(0, 3, 1, 2).contiguous()).float() * (wy[:, None] * wx[None, :])
+        result = result.permute(0, 2, 3, 1)
+        event = None
+        if cuda:
+            if len(downloads) < 2:
+                downloads.append(torch.empty(result.shape, pin_memory=True))
+            result = downloads[k % 2].copy_(result, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            result = result.cpu()
+        if out is None:
+            out = torch.zeros(1, height, width, result.shape[-1])
+        if pending is not None:
+            _add(out, *pending)
+        pending = (result, event, top, left)
     assert out is not None and pending is not None
     _add(out, *pending)
     return out.permute(0, 3, 1, 2)
