@@ -29,7 +29,7 @@ F32, BF16, I32 = "*fp32", "*bf16", "i32"
 # the shipped tiles and warps, at the shape of a `small` GDFN layer in training (C = 96, 256 x 256)
 CFG = ts.CHANNELS_LAST_CONFIG
 SCAN_META = dict(BD=CFG.scan_rows, BL=CFG.scan_block, SUMMARY=False, HAS_CARRY=True, CL=True, SCAN=0, I64=False)
-FUSE_META = dict(BDF=CFG.fuse_rows, BLOCK=CFG.fuse_block, CL=True, I64=False)
+FUSE_META = dict(BDF=CFG.fuse_rows, TH=CFG.fuse_block // CFG.fuse_width, TW=CFG.fuse_width, CL=True, I64=False)
 BORDER_BD, BORDER_BLOCK = ts._border_tile(96, 256, 256, True)
 DW_BH, DW_BW, DW_BC, DW_ROWS = dw._tiles(96, 256, 256)
 DWB_BH, DWB_BW, DWB_BC, DWB_ROWS, DWB_WARPS = dw._backward_tiles(DW_BH, DW_BW, DW_BC, DW_ROWS)

@@ -26,7 +26,7 @@ def test_sweep_varies_one_setting_at_a_time_and_names_rebuild_the_config():
     base = CHANNELS_LAST_CONFIG
     for c in configs:
         scan_changed = (c.scan_rows, c.scan_block) != (base.scan_rows, base.scan_block)
-        fuse_changed = (c.fuse_rows, c.fuse_block) != (base.fuse_rows, base.fuse_block)
+        fuse_changed = (c.fuse_rows, c.fuse_block, c.fuse_width) != (base.fuse_rows, base.fuse_block, base.fuse_width)
         assert scan_changed + fuse_changed + (c.num_warps != base.num_warps) == 1
         assert parse_config(config_name(c)) == c
 

@@ -132,6 +132,29 @@ def test_border_terms_over_several_blocks_and_channel_tiles(height, width):
         assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
 
 
+# stencil tiles of 4 rows x 16 columns: (22, 45) has two tiles whose every tap stays inside the image
+# (rows 8-15, columns 16-31), beside border tiles; D = 3 leaves a ragged channel tile (never "inside").
+# The scan keeps its default tiles (not under test here; small ones make the interpreter slow).
+INSIDE = triton_sasf.TritonConfig(fuse_rows=2, fuse_block=64, fuse_width=16)
+
+
+@pytest.mark.parametrize("config,b,d,height,width,channels_last", [
+    (INSIDE, 2, 3, 22, 45, True), (INSIDE, 2, 3, 22, 45, False),
+    (triton_sasf.CHANNELS_LAST_CONFIG, 1, 33, 17, 37, True)],
+    ids=["small_tiles-channels_last", "small_tiles-channels_first", "shipped_tiles-channels_last"])
+def test_tiles_inside_the_image_match_the_clamped_ones(config, b, d, height, width, channels_last):
+    """Tiles away from the border take the stencil and its adjoint without clamps, masks or border terms
+    (the shipped tiles: one of 15 at rows 8-11, columns 16-31, channels 0-31): every value and gradient
+    still matches the reference."""
+    inputs = random_sasf_inputs(b, d, height, width, seed=case_seed(), channels_last=channels_last)
+    plan = triton_sasf._Plan.make(b, d, height, width, torch.device("cpu"), config)
+    assert (plan.FH, plan.FW) == (4, 16)
+    y, y_ref, tri, ref = run_both(inputs, torch.float32, config)
+    assert rel_err(y, y_ref) < 1e-5
+    for name in NAMES:
+        assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
+
+
 def test_offsets_widen_to_64_bits_only_for_buffers_past_int32():
     geometry = triton_sasf._cached_geometry
     config = tuple(triton_sasf.CHANNELS_LAST_CONFIG.as_list())

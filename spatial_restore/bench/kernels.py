@@ -29,6 +29,7 @@ ACTIVATIONS = ("u", "delta", "B", "C")
 LAYOUTS = ("channels-first", "channels-last")
 SWEEP_TILES = ((8, 256), (16, 128), (16, 256), (32, 32), (32, 64), (32, 128), (64, 32), (64, 64), (128, 32))
 SWEEP_WARPS = (2, 8)  # warps per program at the base tiles: fewer registers per thread at 8
+SWEEP_FUSE_WIDTHS = (8, 32, 64)  # columns of a stencil tile of the base positions: narrow ones lie inside the image more often
 
 
 def core_inputs(b: int, d: int, height: int, width: int, dtype: torch.dtype, seed: int = 0,
@@ -52,10 +53,11 @@ def core_inputs(b: int, d: int, height: int, width: int, dtype: torch.dtype, see
 
 def sweep_configs(base):
     """Configs around ``base`` (a TritonConfig): each (channels, positions) tile of SWEEP_TILES for the scan
-    with the base stencil tile, then for the stencil with the base scan tile, then the base tiles with
-    each of SWEEP_WARPS; base itself left out."""
+    with the base stencil tile, then for the stencil with the base scan tile, then the base stencil tile
+    shaped by each of SWEEP_FUSE_WIDTHS, then the base tiles with each of SWEEP_WARPS; base itself left out."""
     configs = [replace(base, scan_rows=r, scan_block=n) for r, n in SWEEP_TILES]
     configs += [replace(base, fuse_rows=r, fuse_block=n) for r, n in SWEEP_TILES]
+    configs += [replace(base, fuse_width=w) for w in SWEEP_FUSE_WIDTHS]
     configs += [replace(base, num_warps=w) for w in SWEEP_WARPS]
     return [c for c in configs if c != base]
 

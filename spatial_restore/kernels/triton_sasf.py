@@ -35,11 +35,12 @@ class TritonConfig:
     scan_block: int = 256  # sequence positions per scan tile (one associative scan)
     chunk_len: int | None = None  # positions per parallel scan chunk; None: enough chunks to fill the GPU
     fuse_rows: int = 4  # channels per stencil tile
-    fuse_block: int = 256  # positions per stencil tile
+    fuse_block: int = 256  # positions per stencil tile: fuse_block / fuse_width image rows of fuse_width columns
     num_warps: int = 4  # at most; small tiles get fewer
+    fuse_width: int = 64  # columns of a stencil tile (at most fuse_block and the image's width)
 
     def __post_init__(self):
-        for name in ("scan_rows", "scan_block", "fuse_rows", "fuse_block"):
+        for name in ("scan_rows", "scan_block", "fuse_rows", "fuse_block", "fuse_width"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
                 raise ValueError(f"TritonConfig.{name} must be a power of two, got {value}")
@@ -49,12 +50,14 @@ class TritonConfig:
 
     def as_list(self) -> list[int]:
         """The custom op's ``config`` argument (chunk_len None as 0)."""
-        return [self.scan_rows, self.scan_block, self.chunk_len or 0, self.fuse_rows, self.fuse_block, self.num_warps]
+        return [self.scan_rows, self.scan_block, self.chunk_len or 0, self.fuse_rows, self.fuse_block, self.num_warps,
+                self.fuse_width]
 
 
 DEFAULT_CONFIG = TritonConfig()  # channels-first (b, d, L): positions are contiguous
 # channels-last (b, L, d): channels are contiguous, so tiles take enough of them for whole 32-byte sectors
-CHANNELS_LAST_CONFIG = TritonConfig(scan_rows=32, scan_block=64, fuse_rows=32, fuse_block=64)
+CHANNELS_LAST_CONFIG = TritonConfig(scan_rows=32, scan_block=64, fuse_rows=32, fuse_block=64, fuse_width=16)
+REACH = tl.constexpr(5)  # the largest dilation: how far a stencil tap reaches
 
 
 @triton.jit
@@ -170,36 +173,79 @@ def _carry_kernel(summ_ptr, carry_ptr, n_rows, n_chunks, BR: tl.constexpr, REVER
 
 
 @triton.jit
-def _tile(pid_d, pid_l, b, D, L, W, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
-    """A (channels x positions) tile: position math and C are per column, shared by BDF channels."""
+def _positions(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
+    """The image positions of stencil tile pid_t, a block of TH rows x TW columns (row-major over the image):
+    row-major index, mask, row, column, and whether every tap of every position stays inside the image."""
+    n_tc = tl.cdiv(W, TW)
+    r0 = (pid_t // n_tc) * TH
+    c0 = (pid_t % n_tc) * TW
+    e = tl.arange(0, TH * TW)
+    r = r0 + e // TW
+    c = c0 + e % TW
+    inside = (r0 >= REACH) & (r0 + TH + REACH <= H) & (c0 >= REACH) & (c0 + TW + REACH <= W)
+    return r * W + c, (r < H) & (c < W), r, c, inside
+
+
+@triton.jit
+def _tile(pid_d, pid_t, b, D, H, W, BDF: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, CL: tl.constexpr,
+          I64: tl.constexpr):
+    """A (channels x positions) stencil tile: position math and C are per column, shared by BDF channels.
+    ``inside``: no position needs a clamped index or a mask (a full channel tile away from the border)."""
     d = pid_d * BDF + tl.arange(0, BDF)
-    l = pid_l * BLOCK + tl.arange(0, BLOCK)
     dm = d < D
-    m = l < L
-    return d, dm, l, m, l // W, l % W, _rows(b, d, D, L, CL, I64), dm[:, None] & m[None, :]
+    l, m, r, c, inside = _positions(pid_t, H, W, TH, TW)
+    return d, dm, l, m, r, c, _rows(b, d, D, H * W, CL, I64), dm[:, None] & m[None, :], inside & (pid_d * BDF + BDF <= D)
+
+
+@triton.jit
+def _tap_weights(Wt_ptr, tap, d, dm, D, MASK: tl.constexpr):
+    """One tap's stencil weights for the tile's channels (masked only where the channel tile may be ragged)."""
+    if MASK:
+        return tl.load(Wt_ptr + tap * D + d, mask=dm, other=0.0)
+    else:
+        return tl.load(Wt_ptr + tap * D + d)
+
+
+@triton.jit
+def _stencil(h_ptr, Wt_ptr, rows, l, r, c, d, dm, m2, D, H, W, BDF: tl.constexpr, BLOCK: tl.constexpr,
+             CLAMP: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
+    """sum_r alpha_r dwconv3x3_dil_r(h, K_r) on a tile. With CLAMP the taps' indices are clamped to the
+    image (replicate borders) and loads masked; without, every tap is the tile's offsets plus one scalar.
+
+    A runtime loop over the nine (dilation, row) pairs bounds the loads in flight (registers); the
+    centre tap is read once per dilation (L1 hits)."""
+    hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
+    centre = h_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :]
+    for k in range(3):  # dilations: the nine taps of one in flight
+        dil = 2 * k + 1
+        for ki in tl.static_range(3):
+            oi = (ki - 1) * dil
+            if CLAMP:
+                rr = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W
+            for kj in tl.static_range(3):
+                oj = (kj - 1) * dil
+                w = _tap_weights(Wt_ptr, k * 9 + ki * 3 + kj, d, dm, D, CLAMP)
+                if CLAMP:
+                    off = rr + tl.minimum(tl.maximum(c + oj, 0), W - 1)
+                    hv = tl.load(h_ptr + rows[:, None] + _cols(off, D, CL, I64)[None, :], mask=m2, other=0.0)
+                else:
+                    hv = tl.load(centre + _cols(oi * W + oj, D, CL, I64))
+                hp += w[:, None] * hv
+    return hp
 
 
 @triton.jit
 def _fwd_fuse_kernel(h_ptr, u_ptr, C_ptr, Ds_ptr, Wt_ptr, y_ptr, D, H, W,
-                     BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
-    """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders.
-
-    Index math is per column and shared by the BDF channels of the tile; a runtime loop over the
-    nine (dilation, row) pairs bounds the loads in flight (registers). The centre tap is read once
-    per dilation (L1 hits).
-    """
-    pid_l, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+                     BDF: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
+    """y = (sum_r alpha_r dwconv3x3_dil_r(h, K_r)) * C + Ds * u with clamped (replicate) borders, on tiles
+    of BDF channels x (TH x TW) positions; tiles away from the border take the unclamped stencil."""
+    pid_t, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     L = H * W
-    d, dm, l, m, r, c, rows, m2 = _tile(pid_d, pid_l, b, D, L, W, BDF, BLOCK, CL, I64)
-    hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
-    for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
-        k = kr // 3
-        dil = 2 * k + 1
-        rr = tl.minimum(tl.maximum(r + (kr % 3 - 1) * dil, 0), H - 1) * W
-        for kj in tl.static_range(3):
-            off = rr + tl.minimum(tl.maximum(c + (kj - 1) * dil, 0), W - 1)
-            w = tl.load(Wt_ptr + (kr * 3 + kj) * D + d, mask=dm, other=0.0)
-            hp += w[:, None] * tl.load(h_ptr + rows[:, None] + _cols(off, D, CL, I64)[None, :], mask=m2, other=0.0)
+    d, dm, l, m, r, c, rows, m2, inside = _tile(pid_d, pid_t, b, D, H, W, BDF, TH, TW, CL, I64)
+    if inside:
+        hp = _stencil(h_ptr, Wt_ptr, rows, l, r, c, d, dm, m2, D, H, W, BDF, TH * TW, False, CL, I64)
+    else:
+        hp = _stencil(h_ptr, Wt_ptr, rows, l, r, c, d, dm, m2, D, H, W, BDF, TH * TW, True, CL, I64)
     offs = rows[:, None] + _cols(l, D, CL, I64)[None, :]
     u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
     C = tl.load(C_ptr + wide(b, I64) * L + l, mask=m, other=0.0).to(tl.float32)
@@ -301,55 +347,79 @@ def _bwd_border_kernel(dy_ptr, C_ptr, Wt_ptr, border_ptr, D, H, W, BD: tl.conste
 
 
 @triton.jit
-def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, Wt_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
-                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, BLOCK: tl.constexpr, CL: tl.constexpr,
-                     I64: tl.constexpr):
-    """Adjoint of fusion + readout on (channels x positions) tiles, looping over a group of channel tiles.
-
-    dh = K^T (dy C) (zero outside the image, plus the border terms); dC accumulates h' dy over the
-    group's channels in registers; S[t, d] = sum_l g(l) h(l + offset_t) gives dK and dalpha.
-    """
-    pid_l, grp, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    n_lblk = tl.num_programs(0)
-    L = H * W
-    cbase = wide(b, I64) * L
-    dC = tl.zeros([BLOCK], dtype=tl.float32)
-    for j in range(tiles_per_group):
-        d, dm, l, m, r, c, rows, m2 = _tile(grp * tiles_per_group + j, pid_l, b, D, L, W, BDF, BLOCK, CL, I64)
-        dy = tl.load(dy_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :], mask=m2, other=0.0)
-        g = dy * tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)[None, :]
-        hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
-        dh = tl.zeros([BDF, BLOCK], dtype=tl.float32)
-        for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
-            k = kr // 3
-            dil = 2 * k + 1
-            oi = (kr % 3 - 1) * dil
+def _adjoint(h_ptr, dy_ptr, C_ptr, Wt_ptr, S_ptr, g, rows, cbase, l, m, r, c, d, dm, m2, tap0, D, H, W,
+             BDF: tl.constexpr, BLOCK: tl.constexpr, CLAMP: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
+    """On a tile with g = dy C at its positions: the fused states hp (as _stencil), dh = K^T (dy C) (zero
+    outside the image; the border terms come separately), and S[tap0 + t, d] = sum of g h(l + offset_t)
+    over the tile for each of the 27 taps t. CLAMP as in _stencil."""
+    hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
+    dh = tl.zeros([BDF, BLOCK], dtype=tl.float32)
+    centre = rows[:, None] + _cols(l, D, CL, I64)[None, :]
+    for kr in range(9):  # (dilation, kernel row): row math once, three column taps in flight
+        k = kr // 3
+        dil = 2 * k + 1
+        oi = (kr % 3 - 1) * dil
+        if CLAMP:
             rr = tl.minimum(tl.maximum(r + oi, 0), H - 1) * W
             ra = r - oi
             rm = m & (ra >= 0) & (ra < H)
-            for kj in tl.static_range(3):
-                oj = (kj - 1) * dil
-                w = tl.load(Wt_ptr + (kr * 3 + kj) * D + d, mask=dm, other=0.0)
+        for kj in tl.static_range(3):
+            oj = (kj - 1) * dil
+            w = _tap_weights(Wt_ptr, kr * 3 + kj, d, dm, D, CLAMP)
+            if CLAMP:
                 hoff = _cols(rr + tl.minimum(tl.maximum(c + oj, 0), W - 1), D, CL, I64)
                 hv = tl.load(h_ptr + rows[:, None] + hoff[None, :], mask=m2, other=0.0)
-                hp += w[:, None] * hv
-                tap = (b * n_lblk + pid_l) * 27 + kr * 3 + kj
-                tl.store(S_ptr + wide(tap, I64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
                 ca = c - oj
                 am = rm & (ca >= 0) & (ca < W)
                 off = ra * W + ca
                 wC = w[:, None] * tl.load(C_ptr + cbase + off, mask=am, other=0.0).to(tl.float32)[None, :]
-                dyoff = rows[:, None] + _cols(off, D, CL, I64)[None, :]
-                dh += wC * tl.load(dy_ptr + dyoff, mask=dm[:, None] & am[None, :], other=0.0)
-        bb = border_ptr + wide(b * D + d, I64)[:, None] * (2 * W + 2 * H)
-        dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
-        dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
-        dh += tl.load(bb + 2 * W + r[None, :], mask=m2 & (c == 0)[None, :], other=0.0)
-        dh += tl.load(bb + 2 * W + H + r[None, :], mask=m2 & (c == W - 1)[None, :], other=0.0)
+                dyv = tl.load(dy_ptr + rows[:, None] + _cols(off, D, CL, I64)[None, :],
+                              mask=dm[:, None] & am[None, :], other=0.0)
+            else:
+                shift = oi * W + oj
+                hv = tl.load(h_ptr + centre + _cols(shift, D, CL, I64))
+                wC = w[:, None] * tl.load(C_ptr + cbase + l - shift).to(tl.float32)[None, :]
+                dyv = tl.load(dy_ptr + centre - _cols(shift, D, CL, I64))
+            hp += w[:, None] * hv
+            tl.store(S_ptr + wide(tap0 + kr * 3 + kj, I64) * D + d, tl.sum(g * hv, axis=1), mask=dm)
+            dh += wC * dyv
+    return hp, dh
+
+
+@triton.jit
+def _bwd_fuse_kernel(h_ptr, dy_ptr, C_ptr, Wt_ptr, border_ptr, dh_ptr, dC_ptr, S_ptr,
+                     D, H, W, tiles_per_group, n_groups, BDF: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+                     CL: tl.constexpr, I64: tl.constexpr):
+    """Adjoint of fusion + readout on (channels x positions) tiles, looping over a group of channel tiles.
+
+    dh = K^T (dy C) (zero outside the image, plus the border terms); dC accumulates h' dy over the
+    group's channels in registers; S[t, d] = sum_l g(l) h(l + offset_t) gives dK and dalpha. Tiles away
+    from the border take the unclamped adjoint and no border terms.
+    """
+    pid_t, grp, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    L = H * W
+    cbase = wide(b, I64) * L
+    tap0 = (b * tl.num_programs(0) + pid_t) * 27
+    dC = tl.zeros([TH * TW], dtype=tl.float32)
+    for j in range(tiles_per_group):
+        d, dm, l, m, r, c, rows, m2, inside = _tile(grp * tiles_per_group + j, pid_t, b, D, H, W, BDF, TH, TW, CL, I64)
+        dy = tl.load(dy_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :], mask=m2, other=0.0)
+        g = dy * tl.load(C_ptr + cbase + l, mask=m, other=0.0).to(tl.float32)[None, :]
+        if inside:
+            hp, dh = _adjoint(h_ptr, dy_ptr, C_ptr, Wt_ptr, S_ptr, g, rows, cbase, l, m, r, c, d, dm, m2, tap0, D, H,
+                              W, BDF, TH * TW, False, CL, I64)
+        else:
+            hp, dh = _adjoint(h_ptr, dy_ptr, C_ptr, Wt_ptr, S_ptr, g, rows, cbase, l, m, r, c, d, dm, m2, tap0, D, H,
+                              W, BDF, TH * TW, True, CL, I64)
+            bb = border_ptr + wide(b * D + d, I64)[:, None] * (2 * W + 2 * H)
+            dh += tl.load(bb + c[None, :], mask=m2 & (r == 0)[None, :], other=0.0)
+            dh += tl.load(bb + W + c[None, :], mask=m2 & (r == H - 1)[None, :], other=0.0)
+            dh += tl.load(bb + 2 * W + r[None, :], mask=m2 & (c == 0)[None, :], other=0.0)
+            dh += tl.load(bb + 2 * W + H + r[None, :], mask=m2 & (c == W - 1)[None, :], other=0.0)
         tl.store(dh_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :], dh, mask=m2)
         dC += tl.sum(hp * dy, axis=0)
-    l = pid_l * BLOCK + tl.arange(0, BLOCK)
-    tl.store(dC_ptr + wide(b * n_groups + grp, I64) * L + l, dC, mask=l < L)
+    l, m, r, c, inside = _positions(pid_t, H, W, TH, TW)
+    tl.store(dC_ptr + wide(b * n_groups + grp, I64) * L + l, dC, mask=m)
 
 
 @triton.jit
@@ -432,7 +502,7 @@ def _sm_count(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Launch geometry for one (b, d, L): tiles shrink for short sequences (7x7 maps have L = 49)."""
+    """Launch geometry for one (b, d, H, W): tiles shrink for short sequences (7x7 maps have L = 49)."""
 
     BD: int
     BL: int
@@ -440,26 +510,34 @@ class _Plan:
     per_chunk: int  # scan tiles per chunk
     scan_warps: int
     BDF: int
-    FB: int
+    FH: int  # stencil tile rows
+    FW: int  # stencil tile columns
+    n_tiles: int  # stencil tiles per image
     fuse_warps: int
     n_groups: int  # channel-tile groups of the backward fuse kernel
     tiles_per_group: int
 
     @staticmethod
-    def make(b: int, d: int, length: int, device: torch.device, cfg: TritonConfig) -> "_Plan":
+    def make(b: int, d: int, height: int, width: int, device: torch.device, cfg: TritonConfig) -> "_Plan":
         target = 8 * _sm_count(device)  # programs that keep every SM busy
+        length = height * width
         bl = min(cfg.scan_block, triton.next_power_of_2(length))
         n_blocks = triton.cdiv(length, bl)
         if cfg.chunk_len is not None:
             per = max(1, cfg.chunk_len // bl)
         else:  # split L only as far as (b, d) tiles leave SMs idle: every chunk costs an extra read
             per = triton.cdiv(n_blocks, min(n_blocks, triton.cdiv(target, b * triton.cdiv(d, cfg.scan_rows))))
-        fb = min(cfg.fuse_block, triton.next_power_of_2(length))
+        fw = min(cfg.fuse_width, cfg.fuse_block, triton.next_power_of_2(width))
+        fh = min(cfg.fuse_block // fw, triton.next_power_of_2(height))
+        n_tiles = triton.cdiv(height, fh) * triton.cdiv(width, fw)
         tiles = triton.cdiv(d, cfg.fuse_rows)
-        want = triton.cdiv(target, b * triton.cdiv(length, fb))
+        want = triton.cdiv(target, b * n_tiles)
         groups = max(g for g in range(1, tiles + 1) if tiles % g == 0 and g <= max(1, want))
         return _Plan(cfg.scan_rows, bl, triton.cdiv(n_blocks, per), per, _warps(cfg.scan_rows * bl, cfg),
-                     cfg.fuse_rows, fb, _warps(cfg.fuse_rows * fb, cfg), groups, tiles // groups)
+                     cfg.fuse_rows, fh, fw, n_tiles, _warps(cfg.fuse_rows * fh * fw, cfg), groups, tiles // groups)
+
+    def fuse_meta(self) -> dict:
+        return dict(BDF=self.BDF, TH=self.FH, TW=self.FW, num_warps=self.fuse_warps)
 
 
 def _border_tile(d: int, height: int, width: int, channels_last: bool) -> tuple[int, int]:
@@ -505,8 +583,8 @@ def _cached_geometry(b, d, height, width, scan, channels_last, config, device) -
     """Forward and backward of every layer ask for the same few shapes: plan them once (host time)."""
     cfg = TritonConfig(*config[:2], config[2] or None, *config[3:])
     length = height * width
-    plan = _Plan.make(b, d, length, device, cfg)
-    int64 = needs_int64(b * length * d, b * d * 2 * (height + width), b * triton.cdiv(length, plan.FB) * 27 * d,
+    plan = _Plan.make(b, d, height, width, device, cfg)
+    int64 = needs_int64(b * length * d, b * d * 2 * (height + width), b * plan.n_tiles * 27 * d,
                         b * max(plan.n_groups, triton.cdiv(d, plan.BD)) * length)  # activations, border, S, dC / dB
     return _Geometry(b, d, height, width, scan, channels_last, plan, int64)
 
@@ -541,9 +619,8 @@ def _forward(u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, scan, channel
     p = g.plan
     h = _scan_states(u, delta, B, A, dt_bias, g)
     y = torch.empty_like(h)
-    _fwd_fuse_kernel[(triton.cdiv(g.length, p.FB), triton.cdiv(g.d, p.BDF), g.b)](
-        h, u, C, Dskip, Wt, y, g.d, height, width, BDF=p.BDF, BLOCK=p.FB, CL=channels_last,
-        I64=g.wide, num_warps=p.fuse_warps)
+    _fwd_fuse_kernel[(p.n_tiles, triton.cdiv(g.d, p.BDF), g.b)](
+        h, u, C, Dskip, Wt, y, g.d, height, width, CL=channels_last, I64=g.wide, **p.fuse_meta())
     return y
 
 
@@ -572,13 +649,11 @@ def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, sca
     blocks = triton.cdiv(width, edge) + triton.cdiv(height, edge)
     _bwd_border_kernel[(triton.cdiv(d, bd), b, blocks)](dy, C, Wt, border, d, height, width, BD=bd, BLOCK=edge,
                                                         CL=cl, I64=g.wide, num_warps=_warps(bd * edge, DEFAULT_CONFIG))
-    n_lblk = triton.cdiv(length, p.FB)
     dh = torch.empty_like(h)
     dC = torch.empty(b, p.n_groups, length, device=dev, dtype=f32)
-    S = torch.empty(b, n_lblk, 27, d, device=dev, dtype=f32)
-    _bwd_fuse_kernel[(n_lblk, p.n_groups, b)](h, dy, C, Wt, border, dh, dC, S, d, height, width,
-                                              p.tiles_per_group, p.n_groups, BDF=p.BDF, BLOCK=p.FB, CL=cl,
-                                              I64=g.wide, num_warps=p.fuse_warps)
+    S = torch.empty(b, p.n_tiles, 27, d, device=dev, dtype=f32)
+    _bwd_fuse_kernel[(p.n_tiles, p.n_groups, b)](h, dy, C, Wt, border, dh, dC, S, d, height, width,
+                                                 p.tiles_per_group, p.n_groups, CL=cl, I64=g.wide, **p.fuse_meta())
 
     n_dblk = triton.cdiv(d, p.BD)
     grid = (n_dblk, p.n_chunks, b)
