@@ -32,6 +32,8 @@ SHAPES = [
     (1, 5, 7, 6, [2, 4, 4, 2]),  # ragged tiles in rows, columns, channels (halos cross every border);
     # two row tiles per backward program, the second group half off the image
     (1, 9, 11, 40, None),  # the default tiles (4 rows x 16 columns x 64 channels): rows cross tiles
+    (2, 7, 11, 6, [2, 4, 4, 1]),  # tiles with their halo inside the image (rows 2-5, columns 4-7, channels
+    # 0-3; the backward's 1-row tiles rows 1-5) take the unmasked path, beside masked ones
     (2, 1, 6, 5, None),  # H = 1: the vertical taps are all padding
     (1, 4, 1, 3, None),  # W = 1
     (1, 1, 1, 3, [1, 1, 2, 2]),  # one pixel, one-element tiles, backward loop half off the image
@@ -125,6 +127,12 @@ def test_channel_slice_is_read_in_place(shape, epilogue, monkeypatch):
     assert rel_err(y, y_ref) < 1e-5
     for name, g, r in zip(("x", "weight", "bias"), grads, ref_grads):
         assert rel_err(g, r) < 1e-5, name
+
+
+def test_channel_tiles_divide_the_channels_where_a_power_of_two_of_16_or_more_does():
+    # the network's channel counts (48 and 96 at `base`'s first level) get whole tiles, no idle lanes
+    assert [dwconv._channel_tile(c) for c in (48, 96, 192, 768, 32, 16)] == [16, 32, 64, 64, 32, 16]
+    assert [dwconv._channel_tile(c) for c in (40, 6, 3)] == [64, 8, 4]  # otherwise rounded up: one ragged tile
 
 
 def test_reference_is_the_unfused_network_code():

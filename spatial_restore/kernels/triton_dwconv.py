@@ -57,13 +57,18 @@ def dwconv_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, epilog
 @triton.jit
 def _tile(th, C, H, W, BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr):
     """Row tile th x this program's column tile: BH x BW positions (flattened, row-major), and BC of C
-    channels; the store mask."""
+    channels; the store mask, and whether the tile and its 1-pixel halo lie inside the image with all
+    BC channels (then no load or store needs a mask)."""
     p = tl.arange(0, BH * BW)
-    hh = th * BH + p // BW
-    ww = (tl.program_id(0) % tl.cdiv(W, BW)) * BW + p % BW
-    c = tl.program_id(2) * BC + tl.arange(0, BC)
+    h0 = th * BH
+    w0 = (tl.program_id(0) % tl.cdiv(W, BW)) * BW
+    hh = h0 + p // BW
+    ww = w0 + p % BW
+    c0 = tl.program_id(2) * BC
+    c = c0 + tl.arange(0, BC)
     cm = c < C
-    return hh, ww, c, cm, ((hh < H) & (ww < W))[:, None] & cm[None, :]
+    inside = (h0 >= 1) & (h0 + BH < H) & (w0 >= 1) & (w0 + BW < W) & (c0 + BC <= C)
+    return hh, ww, c, cm, ((hh < H) & (ww < W))[:, None] & cm[None, :], inside
 
 
 @triton.jit
@@ -74,25 +79,69 @@ def _offsets(b, hh, ww, c, H, W, S, I64: tl.constexpr):
 
 
 @triton.jit
-def _load(ptr, b, hh, ww, c, cm, H, W, S, I64: tl.constexpr):
-    """ptr[b, hh, ww, c] in float32, zero outside the image (the conv's zero padding)."""
-    inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-    x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, S, I64), mask=inside[:, None] & cm[None, :], other=0.0)
+def _load(ptr, b, hh, ww, c, cm, H, W, S, MASK: tl.constexpr, I64: tl.constexpr):
+    """ptr[b, hh, ww, c] in float32, zero outside the image (the conv's zero padding); MASK False: the
+    caller knows every position and channel is inside."""
+    if MASK:
+        inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+        x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, S, I64), mask=inside[:, None] & cm[None, :], other=0.0)
+    else:
+        x = tl.load(ptr + _offsets(b, hh, ww, c, H, W, S, I64))
     return x.to(tl.float32)
 
 
 @triton.jit
+def _store(ptr, offsets, y, m, MASK: tl.constexpr):
+    if MASK:
+        tl.store(ptr + offsets, y.to(ptr.dtype.element_ty), mask=m)
+    else:
+        tl.store(ptr + offsets, y.to(ptr.dtype.element_ty))
+
+
+@triton.jit
 def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, S, N, BP: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr,
-          I64: tl.constexpr):
+          MASK: tl.constexpr, I64: tl.constexpr):
     """sum over the taps k = 3 ky + kx of w[k, c] * ptr[b, hh + ky - 1, ww + kx - 1, c] (w taps-major,
     (9, N): a tap's weights for the tile's channels are one vector); FLIP uses w[8 - k, c], which makes
     it the transposed conv (the input gradient of the plain one)."""
     acc = tl.zeros((BP, BC), dtype=tl.float32)
     for k in tl.static_range(9):
         tap = 8 - k if FLIP else k
-        wk = tl.load(w_ptr + tap * N + c, mask=cm, other=0.0)
-        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, S, I64)
+        if MASK:
+            wk = tl.load(w_ptr + tap * N + c, mask=cm, other=0.0)
+        else:
+            wk = tl.load(w_ptr + tap * N + c)
+        acc += wk[None, :] * _load(ptr, b, hh + (k // 3 - 1), ww + (k % 3 - 1), c, cm, H, W, S, MASK, I64)
     return acc
+
+
+@triton.jit
+def _dwconv_tile(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, b, hh, ww, c, cm, m, H, W, C, N, SX, BP: tl.constexpr,
+                 BC: tl.constexpr, EPILOGUE: tl.constexpr, MASK: tl.constexpr, I64: tl.constexpr):
+    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, SX, N, BP, BC, False, MASK, I64)
+    a += tl.load(bias_ptr + c, mask=cm, other=0.0)[None, :]
+    out = _offsets(b, hh, ww, c, H, W, C, I64)
+    if EPILOGUE == RESIDUAL:
+        _store(y_ptr, out, a + _load(x_ptr, b, hh, ww, c, cm, H, W, SX, MASK, I64), m, MASK)
+    elif EPILOGUE >= SILU:
+        s = tl.sigmoid(a)
+        if EPILOGUE == SILU:
+            _store(y_ptr, out, a * s, m, MASK)
+        else:
+            g = _load(g_ptr, b, hh, ww, c, cm, H, W, C, MASK, I64)
+            _store(y_ptr, out, g * s * (1.0 + a * (1.0 - s)), m, MASK)
+    else:
+        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, SX, N, BP, BC, False, MASK, I64)
+        v += tl.load(bias_ptr + C + c, mask=cm, other=0.0)[None, :]
+        cdf = 0.5 + 0.5 * tl.erf(a * 0.7071067811865476)  # exact GELU: a * Phi(a)
+        if EPILOGUE == GATE:
+            _store(y_ptr, out, a * cdf * v, m, MASK)
+        else:
+            g = _load(g_ptr, b, hh, ww, c, cm, H, W, C, MASK, I64)
+            pdf = tl.exp(-0.5 * a * a) * 0.3989422804014327
+            dst = _offsets(b, hh, ww, c, H, W, N, I64)
+            _store(y_ptr, dst, g * v * (cdf + a * pdf), m, MASK)
+            _store(y_ptr, dst + C, g * a * cdf, m, MASK)
 
 
 @triton.jit
@@ -100,34 +149,37 @@ def _dwconv_kernel(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, N, SX, BH: tl.
                    BC: tl.constexpr, EPILOGUE: tl.constexpr, I64: tl.constexpr):
     """One tile of positions x C output channels of image program_id(1): the conv of x (N = C channels,
     or 2C for the gate; positions SX elements apart) and the epilogue; the *_GRAD epilogues write the
-    gradient at the conv's output (N channels, contiguous) from g = dL/dy instead."""
+    gradient at the conv's output (N channels, contiguous) from g = dL/dy instead. Tiles inside the
+    image take the same code without masks."""
     b = tl.program_id(1)
-    hh, ww, c, cm, m = _tile(tl.program_id(0) // tl.cdiv(W, BW), C, H, W, BH, BW, BC)
-    a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, SX, N, BH * BW, BC, False, I64)
-    a += tl.load(bias_ptr + c, mask=cm, other=0.0)[None, :]
-    out = _offsets(b, hh, ww, c, H, W, C, I64)
-    if EPILOGUE == RESIDUAL:
-        y = a + _load(x_ptr, b, hh, ww, c, cm, H, W, SX, I64)
-        tl.store(y_ptr + out, y.to(y_ptr.dtype.element_ty), mask=m)
-    elif EPILOGUE >= SILU:
-        s = tl.sigmoid(a)
-        if EPILOGUE == SILU:
-            tl.store(y_ptr + out, (a * s).to(y_ptr.dtype.element_ty), mask=m)
-        else:
-            g = tl.load(g_ptr + out, mask=m, other=0.0).to(tl.float32)
-            tl.store(y_ptr + out, (g * s * (1.0 + a * (1.0 - s))).to(y_ptr.dtype.element_ty), mask=m)
+    hh, ww, c, cm, m, inside = _tile(tl.program_id(0) // tl.cdiv(W, BW), C, H, W, BH, BW, BC)
+    if inside:
+        _dwconv_tile(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, b, hh, ww, c, cm, m, H, W, C, N, SX, BH * BW, BC,
+                     EPILOGUE, False, I64)
     else:
-        v = _conv(x_ptr, w_ptr, b, hh, ww, c + C, cm, H, W, SX, N, BH * BW, BC, False, I64)
-        v += tl.load(bias_ptr + C + c, mask=cm, other=0.0)[None, :]
-        cdf = 0.5 + 0.5 * tl.erf(a * 0.7071067811865476)  # exact GELU: a * Phi(a)
-        if EPILOGUE == GATE:
-            tl.store(y_ptr + out, (a * cdf * v).to(y_ptr.dtype.element_ty), mask=m)
-        else:
-            g = tl.load(g_ptr + out, mask=m, other=0.0).to(tl.float32)
-            pdf = tl.exp(-0.5 * a * a) * 0.3989422804014327
-            dst = _offsets(b, hh, ww, c, H, W, N, I64)
-            tl.store(y_ptr + dst, (g * v * (cdf + a * pdf)).to(y_ptr.dtype.element_ty), mask=m)
-            tl.store(y_ptr + dst + C, (g * a * cdf).to(y_ptr.dtype.element_ty), mask=m)
+        _dwconv_tile(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, b, hh, ww, c, cm, m, H, W, C, N, SX, BH * BW, BC,
+                     EPILOGUE, True, I64)
+
+
+@triton.jit
+def _bwd_tile(gc_ptr, x_ptr, w_ptr, dx_ptr, b, hh, ww, c, cm, m, H, W, N, SX, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9,
+              BP: tl.constexpr, BC: tl.constexpr, IDENTITY: tl.constexpr, MASK: tl.constexpr, I64: tl.constexpr):
+    """One row tile of _dwconv_bwd_kernel: stores dx, returns the ten sums with this tile's products added."""
+    dx = _conv(gc_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, N, BP, BC, True, MASK, I64)
+    g = _load(gc_ptr, b, hh, ww, c, cm, H, W, N, MASK, I64)  # zero off the image: the sums below need no mask
+    if IDENTITY:
+        dx += g
+    _store(dx_ptr, _offsets(b, hh, ww, c, H, W, N, I64), dx, m, MASK)
+    s0 += g * _load(x_ptr, b, hh - 1, ww - 1, c, cm, H, W, SX, MASK, I64)
+    s1 += g * _load(x_ptr, b, hh - 1, ww, c, cm, H, W, SX, MASK, I64)
+    s2 += g * _load(x_ptr, b, hh - 1, ww + 1, c, cm, H, W, SX, MASK, I64)
+    s3 += g * _load(x_ptr, b, hh, ww - 1, c, cm, H, W, SX, MASK, I64)
+    s4 += g * _load(x_ptr, b, hh, ww, c, cm, H, W, SX, MASK, I64)
+    s5 += g * _load(x_ptr, b, hh, ww + 1, c, cm, H, W, SX, MASK, I64)
+    s6 += g * _load(x_ptr, b, hh + 1, ww - 1, c, cm, H, W, SX, MASK, I64)
+    s7 += g * _load(x_ptr, b, hh + 1, ww, c, cm, H, W, SX, MASK, I64)
+    s8 += g * _load(x_ptr, b, hh + 1, ww + 1, c, cm, H, W, SX, MASK, I64)
+    return s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 + g
 
 
 @triton.jit
@@ -138,27 +190,20 @@ def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: 
     of gc * (x shifted by tap k), rows k < 9, and of gc, row 9 (partial dweight, dbias: ROWS tiles per
     program keep that buffer small). The ten sums are kept tile-shaped over the row tiles and reduced
     over positions once at the end: a reduction across warps per tap and row tile cost more than the
-    products themselves."""
+    products themselves. Row tiles inside the image take the same code without masks."""
     b = tl.program_id(1)
     zero = tl.zeros((BH * BW, BC), dtype=tl.float32)
     s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
     for r in range(ROWS):
-        hh, ww, c, cm, m = _tile((tl.program_id(0) // tl.cdiv(W, BW)) * ROWS + r, N, H, W, BH, BW, BC)
-        dx = _conv(gc_ptr, w_ptr, b, hh, ww, c, cm, H, W, N, N, BH * BW, BC, True, I64)
-        g = _load(gc_ptr, b, hh, ww, c, cm, H, W, N, I64)  # zero off the image: the sums below need no mask
-        if IDENTITY:
-            dx += g
-        tl.store(dx_ptr + _offsets(b, hh, ww, c, H, W, N, I64), dx.to(dx_ptr.dtype.element_ty), mask=m)
-        s0 += g * _load(x_ptr, b, hh - 1, ww - 1, c, cm, H, W, SX, I64)
-        s1 += g * _load(x_ptr, b, hh - 1, ww, c, cm, H, W, SX, I64)
-        s2 += g * _load(x_ptr, b, hh - 1, ww + 1, c, cm, H, W, SX, I64)
-        s3 += g * _load(x_ptr, b, hh, ww - 1, c, cm, H, W, SX, I64)
-        s4 += g * _load(x_ptr, b, hh, ww, c, cm, H, W, SX, I64)
-        s5 += g * _load(x_ptr, b, hh, ww + 1, c, cm, H, W, SX, I64)
-        s6 += g * _load(x_ptr, b, hh + 1, ww - 1, c, cm, H, W, SX, I64)
-        s7 += g * _load(x_ptr, b, hh + 1, ww, c, cm, H, W, SX, I64)
-        s8 += g * _load(x_ptr, b, hh + 1, ww + 1, c, cm, H, W, SX, I64)
-        s9 += g
+        hh, ww, c, cm, m, inside = _tile((tl.program_id(0) // tl.cdiv(W, BW)) * ROWS + r, N, H, W, BH, BW, BC)
+        if inside:
+            s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = _bwd_tile(
+                gc_ptr, x_ptr, w_ptr, dx_ptr, b, hh, ww, c, cm, m, H, W, N, SX, s0, s1, s2, s3, s4, s5, s6, s7, s8,
+                s9, BH * BW, BC, IDENTITY, False, I64)
+        else:
+            s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = _bwd_tile(
+                gc_ptr, x_ptr, w_ptr, dx_ptr, b, hh, ww, c, cm, m, H, W, N, SX, s0, s1, s2, s3, s4, s5, s6, s7, s8,
+                s9, BH * BW, BC, IDENTITY, True, I64)
     c = tl.program_id(2) * BC + tl.arange(0, BC)
     cm = c < N
     part = part_ptr + wide(b * tl.num_programs(0) + tl.program_id(0), I64) * (10 * N) + c
@@ -174,11 +219,19 @@ def _dwconv_bwd_kernel(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: 
     tl.store(part + 9 * N, tl.sum(s9, axis=0), mask=cm)
 
 
+def _channel_tile(c: int) -> int:
+    """Channels of a tile: up to 64, a power of two that divides c where one of at least 16 does (48 -> 16,
+    96 -> 32: no tile is ragged, so no lanes idle and tiles inside the image skip every mask), else
+    c rounded up to a power of two."""
+    divides = c & -c
+    return min(64, divides if divides >= 16 else triton.next_power_of_2(c))
+
+
 def _tiles(c: int, h: int, w: int) -> list[int]:
     """[rows, columns, channels] of a program's tile (up to 32 columns x 64 channels, about 4096 elements),
     and the backward's row tiles per program: up to 8 where an image has many (a program then sums its
     share of dweight over 8 tiles), one on small images (which then still spread over the GPU)."""
-    bc = min(triton.next_power_of_2(c), 64)
+    bc = _channel_tile(c)
     bw = min(triton.next_power_of_2(w), 32)
     bh = min(triton.next_power_of_2(h), max(1, 4096 // (bc * bw)))
     return [bh, bw, bc, max(1, min(8, triton.cdiv(h, bh) // 16))]
