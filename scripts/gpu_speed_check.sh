@@ -3,8 +3,13 @@
 # (JSON and full text; only short tails are printed, as a call returns the last 12,000 characters).
 #   bash scripts/gpu_speed_check.sh [STEP...]     steps: kernels compile bench compiled checkpoint
 #                                                 compiled_checkpoint train_graph tiled sweep (default: all)
+#                                                 and baseline (only when named)
 # kernels: every GPU test of the Triton kernels against their references and of the CUDA tiling and graphs
 # (run it first after a kernel change; the compile test is its own step).
+# baseline: the 1024^2 and 256^2x8 training rows of an earlier tree, then of this one, in one call, so their
+# ratio comes from one machine. Make the earlier tree here first (git-ignored; carry .carry/baseline):
+#   mkdir -p .carry/baseline && git archive REV spatial_restore ':!spatial_restore/weights/*.safetensors' \
+#     | tar -x -C .carry/baseline
 # All steps together can pass a call's 600 s: split them over two calls on the warm machine if needed.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -38,9 +43,15 @@ for s in ${@:-kernels compile bench compiled checkpoint compiled_checkpoint trai
                  step train_$mode 150 $bench restoration --presets small base --sizes --train-crops 128 256 \
                    $([ $mode = graph ] && echo --train-cuda-graph) --json "$out/restoration_train_$mode.json"
                done;;
+  baseline) [ -d .carry/baseline/spatial_restore ] || { echo "no .carry/baseline/spatial_restore (see the top)"; exit 2; }
+            for tree in baseline head; do  # run inside the tree: python -m imports from the working directory first
+              (dir=$PWD; [ $tree = baseline ] && dir=$PWD/.carry/baseline; cd "$dir"; export PYTHONPATH=$dir
+               step bench_$tree 150 $bench restoration --presets small base --sizes 1024 --train-crops 256 \
+                 --json "$out/restoration_$tree.json")
+            done;;
   tiled) step tiled 90 python3 scripts/gpu_bench_inference.py default --cuda-graph --repeats 3;;
   sweep) step sweep 200 $bench kernels --layout channels-last --sweep --no-reference --dtypes bfloat16 \
            --shapes 1,96,1024,1024 1,192,1024,1024 1,384,256,256 --json "$out/kernels_sweep.json";;
-  *) echo "unknown step $s (kernels compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep)"
+  *) echo "unknown step $s (kernels compile bench compiled checkpoint compiled_checkpoint train_graph tiled sweep baseline)"
      exit 2;;
 esac; done
