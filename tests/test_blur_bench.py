@@ -47,7 +47,9 @@ def test_a_model_is_scored_and_ours_needs_one(tmp_path):
     # plumbing only: the shipped denoiser stands in for a deblurring model (it neither wrecks nor deblurs)
     deblur.main(["--options", str(options), "--methods", "blurred,ours,ours_x2", "--model", "default",
                  "--device", "cpu", "--limit", "2", "--json", str(out)])
-    results = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    assert (report["device"], report["precision"], report["tile"]) == ("cpu", "fp32", None)  # how it ran
+    results = report["results"]
     assert list(results) == ["blurred", "ours", "ours_x2"] and len(results["ours_x2"]["images"]) == 2
     assert abs(results["ours"]["psnr"] - results["blurred"]["psnr"]) < 5  # it neither wrecks nor deblurs
     # the ×2 ensemble averages a second (half-turned) view: other outputs, of about the same quality

@@ -24,7 +24,9 @@ def test_ours_and_its_ensembles_are_all_scored(tmp_path):
     out = tmp_path / "q.json"
     quality.main(["--data", str(tmp_path), "--sigmas", "25", "--methods", "noisy,ours,ours_x2,ours_x8",
                   "--device", "cpu", "--json", str(out)])
-    results = json.loads(out.read_text())["results"]["25"]
+    report = json.loads(out.read_text())
+    assert (report["device"], report["precision"]) == ("cpu", "fp32")  # how ours ran
+    results = report["results"]["25"]
     assert set(results) == {"noisy", "ours", "ours_x2", "ours_x8"}
     assert [r["image"] for r in results["ours_x8"]["images"]] == ["p0.png", "p1.png"]
     ours = ("ours", "ours_x2", "ours_x8")

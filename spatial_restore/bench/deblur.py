@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"options": str(args.options), "dataset": args.dataset, "model": model_info,
                                          "pairs": [p[0] for p in pairs], "wiener_balances": WIENER_BALANCES,
-                                         "rl_iterations": RL_ITERATIONS, "results": results}, indent=2) + "\n")
+                                         "rl_iterations": RL_ITERATIONS, "tile": args.tile,
+                                         "device": str(device) if ours else None, "precision": args.precision,
+                                         "results": results}, indent=2) + "\n")
     if args.figure:
         figure([(clean, kernel, outputs) for (_, clean, _, kernel), outputs in zip(first_photo, kept)], args.figure)

@@ -178,5 +178,5 @@ def main(argv: list[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "images": [n for n, _ in images], "model": model_info,
                                          "nlm_h_per_sigma": NLM_H_PER_SIGMA, "grey_files": args.grey_files,
-                                         "tile": args.tile,
-                                         "results": results}, indent=2) + "\n")
+                                         "tile": args.tile, "device": str(device) if ours else None,
+                                         "precision": args.precision, "results": results}, indent=2) + "\n")

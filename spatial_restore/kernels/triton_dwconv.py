@@ -92,6 +92,7 @@ def _load(ptr, b, hh, ww, c, cm, H, W, S, MASK: tl.constexpr, I64: tl.constexpr)
 
 @triton.jit
 def _store(ptr, offsets, y, m, MASK: tl.constexpr):
+    """y into ptr + offsets in ptr's dtype, under the store mask m unless MASK is False (tile inside)."""
     if MASK:
         tl.store(ptr + offsets, y.to(ptr.dtype.element_ty), mask=m)
     else:
@@ -118,6 +119,7 @@ def _conv(ptr, w_ptr, b, hh, ww, c, cm, H, W, S, N, BP: tl.constexpr, BC: tl.con
 @triton.jit
 def _dwconv_tile(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, b, hh, ww, c, cm, m, H, W, C, N, SX, BP: tl.constexpr,
                  BC: tl.constexpr, EPILOGUE: tl.constexpr, MASK: tl.constexpr, I64: tl.constexpr):
+    """The conv and the epilogue of one tile of _dwconv_kernel (MASK as in _load)."""
     a = _conv(x_ptr, w_ptr, b, hh, ww, c, cm, H, W, SX, N, BP, BC, False, MASK, I64)
     a += tl.load(bias_ptr + c, mask=cm, other=0.0)[None, :]
     out = _offsets(b, hh, ww, c, H, W, C, I64)

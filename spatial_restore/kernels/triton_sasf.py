@@ -189,7 +189,7 @@ def _positions(pid_t, H, W, TH: tl.constexpr, TW: tl.constexpr):
 @triton.jit
 def _tile(pid_d, pid_t, b, D, H, W, BDF: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, CL: tl.constexpr,
           I64: tl.constexpr):
-    """A (channels x positions) stencil tile: position math and C are per column, shared by BDF channels.
+    """A (channels x positions) stencil tile: position math and C are per position, shared by BDF channels.
     ``inside``: no position needs a clamped index or a mask (a full channel tile away from the border)."""
     d = pid_d * BDF + tl.arange(0, BDF)
     dm = d < D
@@ -212,8 +212,8 @@ def _stencil(h_ptr, Wt_ptr, rows, l, r, c, d, dm, m2, D, H, W, BDF: tl.constexpr
     """sum_r alpha_r dwconv3x3_dil_r(h, K_r) on a tile. With CLAMP the taps' indices are clamped to the
     image (replicate borders) and loads masked; without, every tap is the tile's offsets plus one scalar.
 
-    A runtime loop over the nine (dilation, row) pairs bounds the loads in flight (registers); the
-    centre tap is read once per dilation (L1 hits)."""
+    A runtime loop over the three dilations keeps one dilation's nine loads in flight (the backward,
+    with more registers per tap, keeps three); the centre tap is read once per dilation (L1 hits)."""
     hp = tl.zeros([BDF, BLOCK], dtype=tl.float32)
     centre = h_ptr + rows[:, None] + _cols(l, D, CL, I64)[None, :]
     for k in range(3):  # dilations: the nine taps of one in flight
