@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import triton
+import triton.language as tl
 from triton.backends.compiler import GPUTarget
 
 from spatial_restore.kernels import triton_dwconv as dw
@@ -33,6 +34,38 @@ FUSE_META = dict(BDF=CFG.fuse_rows, TH=CFG.fuse_block // CFG.fuse_width, TW=CFG.
 BORDER_BD, BORDER_BLOCK = ts._border_tile(96, 256, 256, True)
 DW_BH, DW_BW, DW_BC, DW_ROWS = dw._tiles(96, 256, 256)
 DWB_BH, DWB_BW, DWB_BC, DWB_ROWS, DWB_WARPS = dw._backward_tiles(DW_BH, DW_BW, DW_BC, DW_ROWS)
+
+
+@triton.jit
+def _dwconv_one_path(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, H, W, C, N, SX, BH: tl.constexpr, BW: tl.constexpr,
+                     BC: tl.constexpr, EPILOGUE: tl.constexpr, I64: tl.constexpr, MASK: tl.constexpr):
+    """_dwconv_kernel with its inside-the-image branch fixed (MASK False: the inside path), so that each
+    path's code is counted alone (the kernel has no loop to tell them apart by)."""
+    hh, ww, c, cm, m, _ = dw._tile(tl.program_id(0) // tl.cdiv(W, BW), C, H, W, BH, BW, BC)
+    dw._dwconv_tile(x_ptr, w_ptr, bias_ptr, g_ptr, y_ptr, tl.program_id(1), hh, ww, c, cm, m, H, W, C, N, SX,
+                    BH * BW, BC, EPILOGUE, MASK, I64)
+
+
+@triton.jit
+def _dwconv_bwd_one_path(gc_ptr, x_ptr, w_ptr, dx_ptr, part_ptr, H, W, N, SX, BH: tl.constexpr, BW: tl.constexpr,
+                         BC: tl.constexpr, ROWS: tl.constexpr, IDENTITY: tl.constexpr, I64: tl.constexpr,
+                         MASK: tl.constexpr):
+    """_dwconv_bwd_kernel's row-tile loop with its branch fixed (the loop body then holds one path)."""
+    s = tl.zeros((BH * BW, BC), dtype=tl.float32)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = s, s, s, s, s, s, s, s, s, s
+    for r in range(ROWS):
+        hh, ww, c, cm, m, _ = dw._tile((tl.program_id(0) // tl.cdiv(W, BW)) * ROWS + r, N, H, W, BH, BW, BC)
+        s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = dw._bwd_tile(
+            gc_ptr, x_ptr, w_ptr, dx_ptr, tl.program_id(1), hh, ww, c, cm, m, H, W, N, SX, s0, s1, s2, s3, s4, s5,
+            s6, s7, s8, s9, BH * BW, BC, IDENTITY, MASK, I64)
+    c = tl.program_id(2) * BC + tl.arange(0, BC)
+    tl.store(part_ptr + c, tl.sum(s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7 + s8 + s9, axis=0))
+
+
+DW_TYPES = dict(x_ptr=BF16, w_ptr=F32, bias_ptr=F32, g_ptr=BF16, y_ptr=BF16, H=I32, W=I32, C=I32, N=I32, SX=I32)
+DW_META = dict(BH=DW_BH, BW=DW_BW, BC=DW_BC, I64=False)
+DWB_TYPES = dict(gc_ptr=BF16, x_ptr=BF16, w_ptr=F32, dx_ptr=BF16, part_ptr=F32, H=I32, W=I32, N=I32, SX=I32)
+DWB_META = dict(BH=DWB_BH, BW=DWB_BW, BC=DWB_BC, ROWS=DWB_ROWS, IDENTITY=False, I64=False)
 # kernel -> (argument types; arguments not named are constexprs), compile-time constants, warps
 KERNELS = {
     "fwd_scan": (ts._fwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, h_ptr=F32,
@@ -51,12 +84,15 @@ KERNELS = {
                                            red_ptr=F32, carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32,
                                            n_chunks=I32, blocks_per_chunk=I32), SCAN_META, CFG.num_warps),
     # the GDFN's gate, the widest epilogue
-    "dwconv_gate": (dw._dwconv_kernel, dict(x_ptr=BF16, w_ptr=F32, bias_ptr=F32, g_ptr=BF16, y_ptr=BF16, H=I32,
-                                            W=I32, C=I32, N=I32, SX=I32), dict(BH=DW_BH, BW=DW_BW, BC=DW_BC, EPILOGUE=dw.GATE.value, I64=False),
+    "dwconv_gate": (dw._dwconv_kernel, DW_TYPES, dict(DW_META, EPILOGUE=dw.GATE.value),
                     dw._warps(DW_BH * DW_BW * DW_BC, convs=2)),
-    "dwconv_bwd": (dw._dwconv_bwd_kernel, dict(gc_ptr=BF16, x_ptr=BF16, w_ptr=F32, dx_ptr=BF16, part_ptr=F32,
-                                               H=I32, W=I32, N=I32, SX=I32),
-                   dict(BH=DWB_BH, BW=DWB_BW, BC=DWB_BC, ROWS=DWB_ROWS, IDENTITY=False, I64=False), DWB_WARPS),
+    # each epilogue's two paths alone: tiles on the border (masked) and inside the image
+    **{f"dwconv_{name} {where}": (_dwconv_one_path, DW_TYPES, dict(DW_META, EPILOGUE=code, MASK=where == "border"),
+                                  dw._warps(DW_BH * DW_BW * DW_BC, convs=2 if name == "gate" else 1))
+       for name, code in dw.EPILOGUES.items() for where in ("border", "inside")},
+    "dwconv_bwd": (dw._dwconv_bwd_kernel, DWB_TYPES, DWB_META, DWB_WARPS),
+    **{f"dwconv_bwd {where}": (_dwconv_bwd_one_path, DWB_TYPES, dict(DWB_META, MASK=where == "border"), DWB_WARPS)
+       for where in ("border", "inside")},
 }
 # loop counts and grid sizes vary at run time; sizes and pointers are specialised as at a real launch
 UNALIGNED = {"n_chunks", "blocks_per_chunk", "tiles_per_group", "n_groups"}
@@ -99,10 +135,10 @@ def main() -> None:
     print(f"| kernel (sm_{args.arch}, triton {triton.__version__}) | warps | registers | spill stores | instructions "
           "| loop bodies (instructions: most frequent) |\n|---|---:|---:|---:|---:|---|")
     for name, (fn, types, constants, warps) in KERNELS.items():
-        cubin = out / f"{name}.cubin"
+        cubin = out / f"{name.replace(' ', '_')}.cubin"
         cubin.write_bytes(compile_kernel(fn, types, constants, warps, args.arch).asm["cubin"])
         sass = subprocess.run([TOOLS / "nvdisasm", "-c", cubin], capture_output=True, text=True, check=True).stdout
-        (out / f"{name}.sass").write_text(sass)
+        (out / f"{name.replace(' ', '_')}.sass").write_text(sass)
         usage = subprocess.run([TOOLS / "cuobjdump", "-res-usage", cubin], capture_output=True, text=True,
                                check=True).stdout
         registers = re.search(r"REG:(\d+)", usage).group(1)
