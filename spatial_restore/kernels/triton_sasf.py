@@ -111,6 +111,23 @@ def _last(x, BL: tl.constexpr):
 
 
 @triton.jit
+def _scan_start(A_ptr, bias_ptr, carry_ptr, pid_d, chunk, b, D, L, n_chunks, BD: tl.constexpr,
+                HAS_CARRY: tl.constexpr, CL: tl.constexpr, I64: tl.constexpr):
+    """A scan program's channels (and mask), their A and dt_bias, plane and activation offsets, and the
+    state (the chunk's carry, or 0) and decay product (1) it starts from."""
+    d = pid_d * BD + tl.arange(0, BD)
+    dmask = d < D
+    A = tl.load(A_ptr + d, mask=dmask, other=0.0)
+    bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+    row = wide(b * D + d, I64)
+    if HAS_CARRY:
+        state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
+    else:
+        state = tl.zeros([BD], dtype=tl.float32)
+    return d, dmask, A, bias, row, _rows(b, d, D, L, CL, I64), state, tl.full([BD], 1.0, dtype=tl.float32)
+
+
+@triton.jit
 def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, summ_ptr,
                      D, L, H, W, n_chunks, blocks_per_chunk,
                      BD: tl.constexpr, BL: tl.constexpr, SUMMARY: tl.constexpr, HAS_CARRY: tl.constexpr,
@@ -121,17 +138,8 @@ def _fwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, h_ptr, carry_ptr, su
     Otherwise start from the chunk's carried-in state and write h.
     """
     pid_d, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    d = pid_d * BD + tl.arange(0, BD)
-    dmask = d < D
-    A = tl.load(A_ptr + d, mask=dmask, other=0.0)
-    bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
-    row = wide(b * D + d, I64)
-    rows = _rows(b, d, D, L, CL, I64)
-    if HAS_CARRY:
-        state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
-    else:
-        state = tl.zeros([BD], dtype=tl.float32)
-    decay = tl.full([BD], 1.0, dtype=tl.float32)
+    d, dmask, A, bias, row, rows, state, decay = _scan_start(A_ptr, bias_ptr, carry_ptr, pid_d, chunk, b, D, L,
+                                                             n_chunks, BD, HAS_CARRY, CL, I64)
     for i in range(blocks_per_chunk):
         t = (chunk * blocks_per_chunk + i) * BL + tl.arange(0, BL)
         tmask = t < L
@@ -435,18 +443,9 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
     """
     pid_d, chunk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_dblk = tl.num_programs(0)
-    d = pid_d * BD + tl.arange(0, BD)
-    dmask = d < D
-    A = tl.load(A_ptr + d, mask=dmask, other=0.0)
-    bias = tl.load(bias_ptr + d, mask=dmask, other=0.0)
+    d, dmask, A, bias, row, rows, state, decay = _scan_start(A_ptr, bias_ptr, carry_ptr, pid_d, chunk, b, D, L,
+                                                             n_chunks, BD, HAS_CARRY, CL, I64)
     Ds = tl.load(Ds_ptr + d, mask=dmask, other=0.0)
-    row = wide(b * D + d, I64)
-    rows = _rows(b, d, D, L, CL, I64)
-    if HAS_CARRY:
-        state = tl.load(carry_ptr + row * n_chunks + chunk, mask=dmask, other=0.0)
-    else:
-        state = tl.zeros([BD], dtype=tl.float32)
-    decay = tl.full([BD], 1.0, dtype=tl.float32)
     dA = tl.zeros([BD], dtype=tl.float32)
     dbias = tl.zeros([BD], dtype=tl.float32)
     dD = tl.zeros([BD], dtype=tl.float32)
