@@ -66,7 +66,7 @@ DW_TYPES = dict(x_ptr=BF16, w_ptr=F32, bias_ptr=F32, g_ptr=BF16, y_ptr=BF16, H=I
 DW_META = dict(BH=DW_BH, BW=DW_BW, BC=DW_BC, I64=False)
 DWB_TYPES = dict(gc_ptr=BF16, x_ptr=BF16, w_ptr=F32, dx_ptr=BF16, part_ptr=F32, H=I32, W=I32, N=I32, SX=I32)
 DWB_META = dict(BH=DWB_BH, BW=DWB_BW, BC=DWB_BC, ROWS=DWB_ROWS, IDENTITY=False, I64=False)
-# kernel -> (argument types; arguments not named are constexprs), compile-time constants, warps
+# kernel -> (argument types; arguments not named are constexprs), compile-time constants, warps[, options]
 KERNELS = {
     "fwd_scan": (ts._fwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, h_ptr=F32,
                                            carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32, n_chunks=I32,
@@ -82,7 +82,8 @@ KERNELS = {
     "bwd_scan": (ts._bwd_scan_kernel, dict(u_ptr=BF16, dl_ptr=BF16, B_ptr=BF16, A_ptr=F32, bias_ptr=F32, Ds_ptr=F32,
                                            h_ptr=F32, dh_ptr=F32, dy_ptr=F32, du_ptr=BF16, ddl_ptr=BF16, dB_ptr=F32,
                                            red_ptr=F32, carry_ptr=F32, summ_ptr=F32, D=I32, L=I32, H=I32, W=I32,
-                                           n_chunks=I32, blocks_per_chunk=I32), SCAN_META, CFG.num_warps),
+                                           n_chunks=I32, blocks_per_chunk=I32), SCAN_META, CFG.num_warps,
+                 dict(maxnreg=ts.BWD_SCAN_REGISTERS)),
     # the GDFN's gate, the widest epilogue
     "dwconv_gate": (dw._dwconv_kernel, DW_TYPES, dict(DW_META, EPILOGUE=dw.GATE.value),
                     dw._warps(DW_BH * DW_BW * DW_BC, convs=2)),
@@ -101,11 +102,11 @@ LABEL = re.compile(r"^\s*(\.L\w+):")
 BRANCH = re.compile(r"(\.L\w+)")
 
 
-def compile_kernel(fn, types: dict[str, str], constants: dict, warps: int, arch: int):
+def compile_kernel(fn, types: dict[str, str], constants: dict, warps: int, arch: int, options: dict | None = None):
     signature = {name: types.get(name, "constexpr") for name in fn.arg_names}
     aligned = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n in types if n not in UNALIGNED}
     source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=aligned)
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps))
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps, **(options or {})))
 
 
 def loop_bodies(sass: str) -> list[tuple[int, collections.Counter]]:
@@ -134,9 +135,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     print(f"| kernel (sm_{args.arch}, triton {triton.__version__}) | warps | registers | spill stores | instructions "
           "| loop bodies (instructions: most frequent) |\n|---|---:|---:|---:|---:|---|")
-    for name, (fn, types, constants, warps) in KERNELS.items():
+    for name, (fn, types, constants, warps, *options) in KERNELS.items():
         cubin = out / f"{name.replace(' ', '_')}.cubin"
-        cubin.write_bytes(compile_kernel(fn, types, constants, warps, args.arch).asm["cubin"])
+        cubin.write_bytes(compile_kernel(fn, types, constants, warps, args.arch, *options).asm["cubin"])
         sass = subprocess.run([TOOLS / "nvdisasm", "-c", cubin], capture_output=True, text=True, check=True).stdout
         (out / f"{name.replace(' ', '_')}.sass").write_text(sass)
         usage = subprocess.run([TOOLS / "cuobjdump", "-res-usage", cubin], capture_output=True, text=True,

@@ -20,6 +20,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 pytest.importorskip("triton")
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 from conftest import case_seed, rel_err  # noqa: E402
 from sasf_inputs import random_sasf_inputs  # noqa: E402
@@ -153,6 +155,28 @@ def test_tiles_inside_the_image_match_the_clamped_ones(config, b, d, height, wid
     assert rel_err(y, y_ref) < 1e-5
     for name in NAMES:
         assert rel_err(tri[name].grad, ref[name].grad) < 1e-4, name
+
+
+@triton.jit
+def _softplus_probe(x_ptr, sp_ptr, y_ptr, N: tl.constexpr):
+    x = tl.load(x_ptr + tl.arange(0, N))
+    sp, y = triton_sasf._softplus_parts(x)
+    tl.store(sp_ptr + tl.arange(0, N), sp)
+    tl.store(y_ptr + tl.arange(0, N), y)
+
+
+def test_softplus_series_is_accurate_from_tiny_to_past_the_threshold():
+    """The kernels' softplus (a short atanh series instead of a log) against float64, relative to each
+    value: tiny results (x << 0, softplus ~ e^x) keep their precision, and 20 and above return x itself.
+    The interpreter's exp and division are exact; on a GPU their fast forms add a few ulp (as the log did)."""
+    x = torch.cat([torch.tensor([-87.0, -30.0, -1e-6, 0.0, 1e-6, 19.999, 20.0, 20.001, 60.0]),
+                   torch.linspace(-25, 25, 1015)])
+    sp, y = torch.empty_like(x), torch.empty_like(x)
+    _softplus_probe[(1,)](x, sp, y, N=x.numel())
+    exact = torch.nn.functional.softplus(x.double(), threshold=1e9)
+    assert ((sp.double() - exact).abs() / exact).max() < 1e-6
+    assert torch.equal(sp[x >= 20], x[x >= 20])  # torch's threshold: softplus(x) = x
+    assert torch.allclose(y.double(), torch.exp(-x.double().abs()), rtol=1e-6, atol=0)
 
 
 def test_offsets_widen_to_64_bits_only_for_buffers_past_int32():

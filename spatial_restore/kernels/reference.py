@@ -123,7 +123,7 @@ def _softplus_(x: torch.Tensor) -> torch.Tensor:
     torch's CPU softplus and log1p are not vectorised; this, as max(x, 0) + log1p(exp(-|x|)) from
     exp and log, is 2-3x faster (docs/benchmarks.md, CPU). log1p(e) = log(u) - ((u - 1) - e) / u with
     u = 1 + e rounded: the second term takes back the rounding of u, so tiny values stay exact (the
-    Triton kernels use Goldberg's form of the same correction).
+    Triton kernels get the same from a series for log1p, without a log).
     """
     flat = x.view(-1)
     size = min(SOFTPLUS_BLOCK, flat.numel())

@@ -58,15 +58,36 @@ DEFAULT_CONFIG = TritonConfig()  # channels-first (b, d, L): positions are conti
 # channels-last (b, L, d): channels are contiguous, so tiles take enough of them for whole 32-byte sectors
 CHANNELS_LAST_CONFIG = TritonConfig(scan_rows=32, scan_block=64, fuse_rows=32, fuse_block=64, fuse_width=16)
 REACH = tl.constexpr(5)  # the largest dilation: how far a stencil tap reaches
+# The backward scan's registers per thread: what it took before the series softplus, which ptxas would
+# otherwise let grow to 255 (2 programs of 4 warps per SM instead of 3); capped, it spills 2 values
+# outside its loop (scripts/kernel_sass.py).
+BWD_SCAN_REGISTERS = 168
+
+
+@triton.jit
+def _softplus_parts(v):
+    """(softplus(v), y = exp(-|v|)), softplus = max(v, 0) + log1p(y) with log1p(y) = 2 atanh(s),
+    s = y / (2 + y) <= 1/3, as its odd series to s^13 (truncation below 2e-8 relative): a few ulp, and
+    relative for tiny y, without the log, whose range reduction and special cases cost twice as many
+    instructions. Above 20 the series is below half an ulp of v, so softplus(v) = v exactly, as torch's
+    threshold 20 gives."""
+    y = tl.exp(-tl.abs(v))
+    s = tl.fdiv(y, 2.0 + y, ieee_rounding=False)
+    z = s * s
+    series = 2.0 / 11.0 + z * (2.0 / 13.0)
+    series = 2.0 / 9.0 + z * series
+    series = 2.0 / 7.0 + z * series
+    series = 2.0 / 5.0 + z * series
+    series = 2.0 / 3.0 + z * series
+    series = 2.0 + z * series
+    return tl.maximum(v, 0.0) + s * series, y
 
 
 @triton.jit
 def _softplus(v):
-    """softplus with the kernels' threshold 20; log1p via Goldberg's correction keeps tiny values exact."""
-    e = tl.exp(tl.minimum(v, 20.0))
-    w = 1.0 + e
-    lp = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
-    return tl.where(v > 20.0, v, lp)
+    """softplus with the kernels' threshold 20 (see _softplus_parts)."""
+    sp, _ = _softplus_parts(v)
+    return sp
 
 
 @triton.jit
@@ -474,7 +495,8 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
             gdt = gh * dt
             prev = h - dt * Bt[None, :] * u  # = exp(dt A) h_{t-1}
             ddt = gh * Bt[None, :] * u + A[:, None] * gh * prev
-            sig = tl.where(v > 20.0, 1.0, 1.0 / (1.0 + tl.exp(-v)))
+            y = tl.exp(-tl.abs(v))
+            sig = tl.fdiv(tl.where(v >= 0.0, 1.0, y), 1.0 + y, ieee_rounding=False)  # sigmoid(v), softplus' slope
             ddl = tl.where(m, ddt * sig, 0.0)
             tl.store(du_ptr + offs, (Ds[:, None] * dy + gdt * Bt[None, :]).to(du_ptr.dtype.element_ty), mask=m)
             tl.store(ddl_ptr + offs, ddl.to(ddl_ptr.dtype.element_ty), mask=m)
@@ -666,10 +688,12 @@ def _backward_impl(dy, u, delta, A, B, C, Dskip, dt_bias, Wt, height, width, sca
     dims = (d, length, height, width, p.n_chunks, p.per_chunk)
     if p.n_chunks > 1:
         summ = torch.empty(b, d, p.n_chunks, 2, device=dev, dtype=f32)
-        _bwd_scan_kernel[grid](*args, h, summ, *dims, SUMMARY=True, HAS_CARRY=False, **g.scan_meta())
+        _bwd_scan_kernel[grid](*args, h, summ, *dims, SUMMARY=True, HAS_CARRY=False, **g.scan_meta(),
+                               maxnreg=BWD_SCAN_REGISTERS)
         carry = torch.empty(b, d, p.n_chunks, device=dev, dtype=f32)
         _carry_kernel[(triton.cdiv(b * d, 128),)](summ, carry, b * d, p.n_chunks, BR=128, REVERSE=True)
-    _bwd_scan_kernel[grid](*args, carry, h, *dims, SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **g.scan_meta())
+    _bwd_scan_kernel[grid](*args, carry, h, *dims, SUMMARY=False, HAS_CARRY=p.n_chunks > 1, **g.scan_meta(),
+                           maxnreg=BWD_SCAN_REGISTERS)
 
     red = red.sum((0, 1))
     return [du, ddelta, red[0].clone(), dB.sum(1), dC.sum(1), red[2].clone(), red[1].clone(), S.sum((0, 1))]
