@@ -9,7 +9,7 @@
 # baseline: the 1024^2 and 256^2x8 training rows of an earlier tree, then of this one, in one call, so their
 # ratio comes from one machine. Make the earlier tree here first (git-ignored; carry .carry/baseline):
 #   mkdir -p .carry/baseline && git archive REV spatial_restore ':!spatial_restore/weights/*.safetensors' \
-#     | tar -x -C .carry/baseline
+#     | tar -x -C .carry/baseline && echo REV > .carry/baseline/REV
 # All steps together can pass a call's 600 s: split them over two calls on the warm machine if needed.
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -44,6 +44,7 @@ for s in ${@:-kernels compile bench compiled checkpoint compiled_checkpoint trai
                    $([ $mode = graph ] && echo --train-cuda-graph) --json "$out/restoration_train_$mode.json"
                done;;
   baseline) [ -d .carry/baseline/spatial_restore ] || { echo "no .carry/baseline/spatial_restore (see the top)"; exit 2; }
+            echo "baseline tree: $(cat .carry/baseline/REV 2>/dev/null || echo 'unnamed')"
             for tree in baseline head; do  # run inside the tree: python -m imports from the working directory first
               (dir=$PWD; [ $tree = baseline ] && dir=$PWD/.carry/baseline; cd "$dir"; export PYTHONPATH=$dir
                step bench_$tree 150 $bench restoration --presets small base --sizes 1024 --train-crops 256 \
