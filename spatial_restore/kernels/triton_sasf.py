@@ -491,11 +491,10 @@ def _bwd_scan_kernel(u_ptr, dl_ptr, B_ptr, A_ptr, bias_ptr, Ds_ptr, h_ptr, dh_pt
             Bt = tl.load(B_ptr + wide(b, I64) * L + p, mask=tmask, other=0.0).to(tl.float32)
             h = tl.load(h_ptr + offs, mask=m, other=0.0)
             dy = tl.load(dy_ptr + offs, mask=m, other=0.0)
-            dt = _softplus(v)
+            dt, y = _softplus_parts(v)  # y = exp(-|v|) gives softplus' slope below
             gdt = gh * dt
             prev = h - dt * Bt[None, :] * u  # = exp(dt A) h_{t-1}
             ddt = gh * Bt[None, :] * u + A[:, None] * gh * prev
-            y = tl.exp(-tl.abs(v))
             sig = tl.fdiv(tl.where(v >= 0.0, 1.0, y), 1.0 + y, ieee_rounding=False)  # sigmoid(v), softplus' slope
             ddl = tl.where(m, ddt * sig, 0.0)
             tl.store(du_ptr + offs, (Ds[:, None] * dy + gdt * Bt[None, :]).to(du_ptr.dtype.element_ty), mask=m)
